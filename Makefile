@@ -1,0 +1,48 @@
+# One command each way on a fresh machine: `make run` (set-up + the main job on the embedded default)
+# and `make test` (set-up + the test suite). Set-up is idempotent: a stamp file tracks pyproject.toml.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PARAMS ?= params.yaml
+STAMP := $(VENV)/.installed
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := False
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test test-all bench lint repro clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	# torch and torchvision first and together: an unpinned torchvision silently replaces torch.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev,s3]'
+	# DeepSpeed imports torch at build time: no build isolation, no CUDA ops built on CPU machines.
+	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation deepspeed==0.19.8
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/mllm4d --params $(PARAMS) pipeline
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check components flows tests benchmarks
+
+repro: $(STAMP)
+	$(VENV)/bin/dvc repro
+
+clean:
+	rm -rf data reports mlflow.db mlartifacts
