@@ -75,6 +75,28 @@ class StereoConfig:
 
 
 @dataclass(frozen=True)
+class ThresholdsConfig:
+    """Decision thresholds of the question labels. A quantity within ``margin`` (relative) of its
+    threshold is ambiguous: a few centimetres of depth noise could flip the label, so it is not asked."""
+
+    still_speed: float = 0.2  # m/s: slower is "not moving"
+    distance_change: float = 0.5  # m: a smaller object-camera distance change is "about the same"
+    rotation_rate: float = 0.35  # rad/s: slower yaw is "not rotating"
+    accel_ratio: float = 1.4  # second-half / first-half speed beyond this is "speeds up" (1/x: "slows down")
+    min_distance: float = 0.5  # m: displacement / path questions need at least this much motion
+    relation_gap: float = 0.4  # m: left/right and front/behind need at least this separation
+    camera_move: float = 0.4  # m: camera displacement that counts as moving
+    camera_turn_deg: float = 12.0  # heading change that counts as turning
+    margin: float = 0.35
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin < 1.0:
+            raise ParamsError("curation.thresholds.margin must be in [0, 1)")
+        if self.accel_ratio <= 1.0:
+            raise ParamsError("curation.thresholds.accel_ratio must be > 1")
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     sft: float = 0.6
     rft: float = 0.2
@@ -95,10 +117,7 @@ class CurationConfig:
     questions_per_clip: int = 24
     num_options: int = 4
     numeric_fraction: float = 0.25
-    # Below these the quantity is "unchanged"/"not moving"; questions too close to a threshold are not asked.
-    still_speed_mps: float = 0.15
-    distance_change_m: float = 0.5
-    ambiguity_margin: float = 0.5
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     stereo: StereoConfig = field(default_factory=StereoConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     workers: int = 2

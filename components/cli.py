@@ -1,0 +1,96 @@
+"""``mllm4d``: one command, a subcommand per stage. Params come from ``--params`` (default
+``params.yaml``) with ``-S section.key=value`` overrides; paths come from the command line, as
+``dvc.yaml`` declares them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from components.config import ParamsError, load_params
+
+# Quiet, offline defaults for the libraries; the environment can still override each.
+for _key, _value in {
+    "GX_ANALYTICS_ENABLED": "False",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mllm4d", description=__doc__)
+    p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    p.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one param (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("scenes", help="render the synthetic stereo 4D clips (embedded data)")
+    s.add_argument("--out", type=Path, default=Path("data/scenes"))
+    s.add_argument("--metrics", type=Path, default=Path("reports/scenes.json"))
+
+    s = sub.add_parser("curate", help="stereo clips -> 4D QA records with ST-CoT, exports, stats")
+    s.add_argument("--clips", type=Path, default=Path("data/scenes"))
+    s.add_argument("--out", type=Path, default=Path("data/curated"))
+
+    s = sub.add_parser("validate", help="the data gate (Great Expectations) on curated records")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--report", type=Path, default=Path("reports/quality"))
+
+    s = sub.add_parser("pipeline", help="the whole chain as a Prefect flow, one MLflow parent run")
+    s.add_argument("--data", type=Path, default=Path("data"), help="data root (scenes/, curated/)")
+    s.add_argument("--reports", type=Path, default=Path("reports"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "mlflow", "urllib3", "great_expectations", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        params = load_params(args.params, args.overrides)
+    except ParamsError as exc:
+        print(f"mllm4d: {exc}", file=sys.stderr)
+        return 2
+    root, progress = Path.cwd(), not args.quiet
+
+    # Imports per command: the heavy stacks (Prefect, GX) load only when a command needs them.
+    from components import stages
+    from components.quality import GateFailed
+
+    try:
+        if args.command == "scenes":
+            clips = stages.scenes(params, args.out, root=root, metrics_file=args.metrics, progress=progress)
+            print(f"rendered {len(clips)} clips into {args.out}")
+        elif args.command == "curate":
+            stats = stages.curate(params, args.clips, args.out, root=root, progress=progress)
+            print(f"curated {sum(stats['records'].values())} records {stats['records']} into {args.out} "
+                  f"({stats['n_quarantined']} clips quarantined: {args.out / 'quarantine.json'})")
+        elif args.command == "validate":
+            report = stages.validate(params, args.curated, args.report, root=root)
+            print(report.summary())
+        elif args.command == "pipeline":
+            from flows.pipeline import pipeline
+
+            summary = pipeline(params_path=str(args.params), overrides=list(args.overrides),
+                               data_root=str(args.data), reports_root=str(args.reports))
+            print(summary)
+    except GateFailed as exc:
+        print(f"mllm4d: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"mllm4d: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""One clip -> estimated geometry (and, when the clip has ``gt/``, ground-truth geometry) -> questions.
+
+``curate_clip`` is the unit of fan-out (a process pool in the CLI, ``.map`` in the Prefect flow). It reads
+only what a real stereo dataset gives: frames, calibration, poses and instance masks when present. It
+reads ``gt/`` afterwards, separately, only to label the same questions from ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from components.config import CurationConfig
+from components.curation import questions as q
+from components.curation.geometry import (
+    Geometry,
+    Track,
+    fit_track,
+    observe_object,
+    optical_flow,
+    relative_poses,
+    to_world,
+    yaw_rate_from_flow,
+)
+from components.curation.regions import mask_box, rle_encode, write_som
+from components.curation.stereo import disparity_to_depth, estimate_disparity
+from components.sources.clip import ClipError, ClipMeta, frame_name, read_mask, read_meta, read_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipResult:
+    """What one clip contributes; picklable so it crosses process and task boundaries."""
+
+    clip_id: str
+    clip_dir: str
+    frames: list[int] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    frame_paths: list[str] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)
+    regions: dict[int, dict] = field(default_factory=dict)  # object id -> {box, mask_rle}
+    som_image: str | None = None
+    est: dict[str, q.QuestionSpec] = field(default_factory=dict)
+    gt: dict[str, q.QuestionSpec] | None = None
+    # For the ST-CoT: camera and object centers at the first and last sampled frame, per geometry source.
+    centers: dict[str, dict] = field(default_factory=dict)
+    pose_source: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    stereo_frames: int = 0
+    center_errors_m: list[float] = field(default_factory=list)  # estimated vs GT object centers
+    error: str | None = None  # quarantine reason (names the clip and the file)
+
+
+def sample_frames(num_frames: int, n: int) -> list[int]:
+    """``n`` indices spread uniformly over the clip, always including the first and the last frame."""
+    n = min(n, num_frames)
+    return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, n)})
+
+
+def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta: ClipMeta) -> None:
+    if left.shape != right.shape:
+        raise ClipError(clip, f"right/{name}", f"size {right.shape[1]}x{right.shape[0]} differs from the left "
+                        f"frame's {left.shape[1]}x{left.shape[0]}")
+    if left.shape[:2] != (meta.height, meta.width):
+        raise ClipError(clip, f"left/{name}", f"size {left.shape[1]}x{left.shape[0]} differs from meta.json's "
+                        f"{meta.width}x{meta.height}")
+
+
+def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[Geometry, dict]:
+    """Stereo depth per frame, objects back-projected and tracked in world coordinates."""
+    T = meta.num_frames
+    poses = relative_poses(meta.poses) if meta.poses is not None else np.tile(np.eye(4), (T, 1, 1))
+    ids = [o.id for o in meta.objects]
+    obs: dict[int, list] = {i: [None] * T for i in ids}
+    masks: dict[int, list[np.ndarray]] = {i: [] for i in ids}
+    lefts, first_masks = [], {}
+    for t in range(T):
+        name = frame_name(t)
+        t0 = time.perf_counter()
+        left, right = read_rgb(clip, f"left/{name}"), read_rgb(clip, f"right/{name}")
+        instance = read_mask(clip, f"masks/{name}")
+        timings["read"] += time.perf_counter() - t0
+        _check_pair(clip, name, left, right, meta)
+        t0 = time.perf_counter()
+        disparity = estimate_disparity(left, right, max_disparity=cfg.stereo.max_disparity, cfg=cfg.stereo)
+        timings["stereo"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        depth = disparity_to_depth(disparity, meta.fx, meta.baseline_m)
+        for i in ids:
+            m = instance == i
+            masks[i].append(m)
+            obs[i][t] = observe_object(depth, m, meta.K) if m.any() else None
+            if t == 0:
+                first_masks[i] = m
+        lefts.append(left)
+        timings["tracks"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    flows = [optical_flow(lefts[t], lefts[t + 1]) for t in range(T - 1)]
+    times = np.arange(T) / meta.fps
+    tracks = {}
+    for i in ids:
+        seen = [o for o in obs[i] if o is not None]
+        if len(seen) < max(2, T // 2):  # too often occluded or out of view to track
+            continue
+        centers = np.array([to_world(o.center_cam, poses[t]) if o else [np.nan] * 3 for t, o in enumerate(obs[i])])
+        z = [float(o.center_cam[2]) if o else float("nan") for o in obs[i]]
+        w = [o.width if o else 0.0 for o in obs[i]]
+        tracks[i] = Track(i, "", centers, fit_track(times, centers), float(np.median([o.height for o in seen])),
+                          float(np.median([o.width for o in seen])),
+                          yaw_rate_from_flow(flows, masks[i], z, w, meta.fx, 1.0 / meta.fps), len(seen) / T)
+    timings["tracks"] += time.perf_counter() - t0
+    return Geometry(times, poses, tracks), {"first_left": lefts[0], "first_masks": first_masks}
+
+
+def ground_truth_geometry(clip: Path, meta: ClipMeta) -> Geometry | None:
+    """The same ``Geometry`` from ``gt/tracks.json`` and the poses; None when the clip has no ground truth."""
+    path = clip / "gt" / "tracks.json"
+    if not path.is_file():
+        return None
+    try:
+        gt = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ClipError(clip, "gt/tracks.json", f"not valid JSON: {exc}") from None
+    T = meta.num_frames
+    times = np.arange(T) / meta.fps
+    poses = meta.poses if meta.poses is not None else np.tile(np.eye(4), (T, 1, 1))
+    first_inv = np.linalg.inv(poses[0])
+    tracks = {}
+    for o in gt["objects"]:
+        centers = np.asarray(o["center"], dtype=np.float64) @ first_inv[:3, :3].T + first_inv[:3, 3]
+        yaw = np.unwrap(np.asarray(o["yaw"], dtype=np.float64))  # + = counter-clockwise seen from above
+        rate = float((yaw[-1] - yaw[0]) / max(times[-1] - times[0], 1e-9))
+        tracks[int(o["id"])] = Track(int(o["id"]), o["label"], centers, centers, float(o["size"][1]),
+                                     float(o["size"][0]), rate, 1.0)
+    return Geometry(times, relative_poses(poses), tracks)
+
+
+def _centers(geo: Geometry, frames: list[int]) -> dict:
+    f0, f1 = frames[0], frames[-1]
+    return {
+        "camera": [geo.camera_centers[f0].tolist(), geo.camera_centers[f1].tolist()],
+        "objects": {i: [t.smooth[f0].tolist(), t.smooth[f1].tolist()] for i, t in geo.tracks.items()},
+    }
+
+
+def _restrict(geo: Geometry, frames: list[int]) -> Geometry:
+    """The geometry between the first and the last sampled frame (the span the questions talk about)."""
+    span = slice(frames[0], frames[-1] + 1)
+    tracks = {i: Track(t.object_id, t.label, t.centers[span], t.smooth[span], t.height, t.width, t.yaw_rate,
+                       t.visible_fraction) for i, t in geo.tracks.items()}
+    return Geometry(geo.times[span] - geo.times[frames[0]], geo.cam_to_world[span], tracks)
+
+
+def curate_clip(clip_dir: str | Path, cfg: CurationConfig, out_dir: str | Path) -> ClipResult:
+    """Curate one clip; a bad clip returns a result with ``error`` set (quarantined), never raises ClipError."""
+    clip = Path(clip_dir)
+    result = ClipResult(clip_id=clip.name, clip_dir=str(clip))
+    timings = {"read": 0.0, "stereo": 0.0, "tracks": 0.0, "questions": 0.0}
+    start = time.perf_counter()
+    try:
+        meta = read_meta(clip)
+        result.clip_id = meta.clip_id
+        if not meta.objects:
+            raise ClipError(clip, "meta.json", "the clip has no objects (no instance annotations to ask about)")
+        if not (clip / "masks").is_dir():
+            raise ClipError(clip, "masks/", "no instance masks: object discovery for unannotated clips is not "
+                            "implemented yet")
+        geo_full, first = estimate_geometry(clip, meta, cfg, timings)
+        if not geo_full.tracks:
+            raise ClipError(clip, "masks/", "no object is visible in enough frames to track")
+        t0 = time.perf_counter()
+        frames = sample_frames(meta.num_frames, cfg.frames_per_record)
+        result.frames = frames
+        result.timestamps = [round(meta.timestamp(f), 4) for f in frames]
+        result.frame_paths = [str(clip / "left" / frame_name(f)) for f in frames]
+        result.labels = {o.id: o.label for o in meta.objects if o.id in geo_full.tracks}
+        result.pose_source = "meta.json poses" if meta.poses is not None else "static camera (no poses)"
+        geo = _restrict(geo_full, frames)
+        rng = np.random.default_rng([cfg.seed, int.from_bytes(meta.clip_id.encode()[-8:], "little")])
+        absent = q.absent_label(set(result.labels.values()), rng)
+        result.est = q.all_questions(geo, result.labels, cfg.thresholds, absent)
+        result.centers["est"] = _centers(geo_full, frames)
+        gt_full = ground_truth_geometry(clip, meta)
+        if gt_full is not None:
+            gt_full.tracks = {i: t for i, t in gt_full.tracks.items() if i in result.labels}
+            result.gt = q.all_questions(_restrict(gt_full, frames), result.labels, cfg.thresholds, absent)
+            result.centers["gt"] = _centers(gt_full, frames)
+            result.center_errors_m = [
+                float(np.linalg.norm(geo_full.tracks[i].smooth[f] - gt_full.tracks[i].smooth[f]))
+                for i in geo_full.tracks for f in frames
+            ]
+        ids = sorted(result.labels)
+        for i in ids:
+            m = first["first_masks"][i]
+            if m.any():
+                result.regions[i] = {"box": mask_box(m), "mask_rle": rle_encode(m)}
+        marked = [i for i in ids if i in result.regions]
+        som = Path(out_dir) / "som" / f"{meta.clip_id}.png"
+        write_som(som, first["first_left"], [first["first_masks"][i] for i in marked],
+                  [f"<R{k + 1}>" for k in range(len(marked))])
+        result.som_image = str(som)
+        result.stereo_frames = meta.num_frames
+        timings["questions"] += time.perf_counter() - t0
+    except ClipError as exc:
+        log.warning("quarantined %s", exc)
+        result.error = str(exc)
+    timings["total"] = time.perf_counter() - start
+    result.timings = timings
+    return result

@@ -1,0 +1,68 @@
+"""Exports to the two formats the training code reads.
+
+* TRL conversational: ``{"messages": [...], "images": [...]}`` with one ``{"type": "image"}`` content
+  item per frame (TRL 1.16 has no video column; a list of images reaches the loss in both trainers).
+* Qwen-VL fine-tuning: ``{"video": [frame paths], "conversations": [{"from": "human", "value":
+  "<video>\\n..."}, {"from": "gpt", "value": ...}]}``.
+
+The user turn carries the R4D-Bench prompt ("These images are uniformly sampled from a video of N
+seconds"), the question and the lettered options; the assistant turn is the ST-CoT (or only the answer,
+a training-time choice made later).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.curation.schema import LETTERS
+from components.io import write_json, write_jsonl
+
+
+def prompt_text(record: dict) -> str:
+    seconds = record["timestamps"][-1] - record["timestamps"][0]
+    lines = [f"These images are uniformly sampled from a video of {seconds:.1f} seconds.", record["question"]]
+    if record["options"]:
+        lines.append("Options:")
+        lines += [f"({LETTERS[i]}) {text}" for i, text in enumerate(record["options"])]
+    if record["regions"]:
+        lines.insert(1, "The first image marks the regions " + ", ".join(r["token"] for r in record["regions"]) + ".")
+    return "\n".join(lines)
+
+
+def images_of(record: dict) -> list[str]:
+    """The frames, with the Set-of-Marks image first for region-prompted records (R4D-Bench's input)."""
+    return ([record["som_image"]] if record["som_image"] else []) + list(record["frame_paths"])
+
+
+def to_trl(record: dict) -> dict:
+    images = images_of(record)
+    return {
+        "id": record["id"],
+        "images": images,
+        "messages": [
+            {"role": "user", "content": [{"type": "image"} for _ in images] + [{"type": "text", "text": prompt_text(record)}]},
+            {"role": "assistant", "content": [{"type": "text", "text": record["cot"]}]},
+        ],
+    }
+
+
+def to_qwen(record: dict) -> dict:
+    return {
+        "id": record["id"],
+        "video": images_of(record),
+        "conversations": [
+            {"from": "human", "value": "<video>\n" + prompt_text(record)},
+            {"from": "gpt", "value": record["cot"]},
+        ],
+    }
+
+
+def export_all(records: dict[str, list[dict]], out_dir: Path) -> dict[str, str]:
+    paths = {}
+    for split, rows in records.items():
+        trl = out_dir / "exports" / "trl" / f"{split}.jsonl"
+        qwen = out_dir / "exports" / "qwen" / f"{split}.json"
+        write_jsonl(trl, (to_trl(r) for r in rows))
+        write_json(qwen, [to_qwen(r) for r in rows])
+        paths[f"trl_{split}"], paths[f"qwen_{split}"] = str(trl), str(qwen)
+    return paths

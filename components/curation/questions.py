@@ -1,0 +1,244 @@
+"""Questions whose answers are computed from geometry, by category.
+
+Every generator reads a ``Geometry`` (estimated or ground truth: the same code labels both, so the
+label agreement in ``stats.json`` measures the curation, not two implementations) and returns
+``QuestionSpec``s keyed so that the estimated and the ground-truth versions of one question join.
+A spec whose quantity sits too close to a decision threshold is marked ``clear=False``: the label
+could flip with a few centimetres of depth noise, so it is not asked from that geometry.
+
+Where we depart from the papers: MLLM-4D and R4D-Bench phrase questions with an LLM and verify by
+hand; here the phrasings are templates, which keeps every answer machine-checkable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from components.config import ThresholdsConfig as Thresholds
+from components.curation.geometry import Geometry
+from components.curation.kinematics import camera_kinematics, object_kinematics
+
+# Vocabulary for false-positive questions: labels that a clip does not contain are asked about.
+COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "white", "pink", "brown")
+SHAPES = ("cube", "sphere", "cylinder")
+
+DIRECTIONS = ("to the left", "to the right", "toward the camera", "away from the camera", "it does not move")
+ROTATIONS = ("counter-clockwise (turning left)", "clockwise (turning right)", "it does not rotate",
+             "it tumbles forward")
+SPEED_CHANGES = ("it speeds up", "it slows down", "it keeps a constant speed", "it stays still")
+DISTANCE_CHANGES = ("it gets closer", "it gets farther away", "it stays at about the same distance",
+                    "it leaves the field of view")
+CAMERA_MOTIONS = ("forward", "backward", "to the left", "to the right", "turning left", "turning right",
+                  "it stays still")
+RELATIONS = ("left of it and closer to the camera", "left of it and farther from the camera",
+             "right of it and closer to the camera", "right of it and farther from the camera")
+
+
+@dataclass
+class QuestionSpec:
+    key: str  # category:kind:object ids -- joins estimated and ground-truth versions
+    category: str
+    kind: str
+    object_ids: tuple[int, ...]
+    by_name: str
+    by_region: str | None  # None when the question refers to no object (camera, false positive)
+    answer_type: str  # "choice" (categorical) or "quantity" (mc with numeric options, or open numeric)
+    correct: str = ""  # option text for categorical
+    choices: tuple[str, ...] = ()  # every candidate option, correct included
+    value: float | None = None
+    unit: str | None = None
+    clear: bool = True
+    computation: str = ""
+    primary: int | None = None  # whose center the ST-CoT reports (None: no single object)
+    extra: dict = field(default_factory=dict)
+
+
+def _obj(labels: dict[int, str], i: int) -> str:
+    return f"the {labels[i]}"
+
+
+def _dominant(dx: float, dz: float, ratio: float = 1.5) -> tuple[str | None, bool]:
+    """Camera-relative direction of a ground-plane displacement, and whether one axis clearly dominates."""
+    if abs(dx) >= abs(dz):
+        return ("to the right" if dx > 0 else "to the left"), abs(dx) >= ratio * abs(dz)
+    return ("away from the camera" if dz > 0 else "toward the camera"), abs(dz) >= ratio * abs(dx)
+
+
+def _between(value: float, threshold: float, margin: float) -> bool:
+    """True when ``value`` is too close to ``threshold`` to label reliably."""
+    return threshold * (1 - margin) < value < threshold * (1 + margin)
+
+
+def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> list[QuestionSpec]:
+    out: list[QuestionSpec] = []
+    duration = float(geo.times[-1] - geo.times[0])
+    for oid, track in sorted(geo.tracks.items()):
+        k = object_kinematics(geo, track)
+        name, ids = _obj(labels, oid), (oid,)
+        moving = k.avg_speed >= th.still_speed
+        speed_unclear = _between(k.avg_speed, th.still_speed, th.margin)
+
+        direction, dominant = _dominant(float(k.displacement[0]), float(k.displacement[2]))
+        truth = direction if moving else "it does not move"
+        out.append(QuestionSpec(
+            f"translational:direction:{oid}", "translational", "direction", ids,
+            f"In which direction does {name} move, as seen from the camera's initial position?",
+            "In which direction does <R1> move, as seen from the camera's initial position?",
+            "choice", truth, DIRECTIONS, clear=not speed_unclear and (dominant or not moving),
+            computation=f"ground-plane displacement dx = {k.displacement[0]:+.2f} m (right +), "
+            f"dz = {k.displacement[2]:+.2f} m (away +)", primary=oid))
+
+        rate = k.yaw_rate
+        if np.isfinite(rate):
+            rotating = abs(rate) >= th.rotation_rate
+            rot = ("counter-clockwise (turning left)" if rate > 0 else "clockwise (turning right)") if rotating \
+                else "it does not rotate"
+            out.append(QuestionSpec(
+                f"rotational:yaw:{oid}", "rotational", "yaw", ids,
+                f"Seen from above, which way does {name} rotate?", "Seen from above, which way does <R1> rotate?",
+                "choice", rot, ROTATIONS, clear=not _between(abs(rate), th.rotation_rate, th.margin),
+                computation=f"yaw rate = {np.degrees(rate):+.1f} deg/s (counter-clockwise +)", primary=oid))
+
+        if moving:
+            out.append(QuestionSpec(
+                f"speed_acceleration:speed:{oid}", "speed_acceleration", "speed", ids,
+                f"What is the average speed of {name}, in metres per second?",
+                "What is the average speed of <R1>, in metres per second?", "quantity", value=k.avg_speed,
+                unit="m/s", clear=not speed_unclear,
+                computation=f"path length {k.path_length_m:.2f} m / {duration:.2f} s = {k.avg_speed:.2f} m/s",
+                primary=oid))
+        ratio = k.speed_second_half / max(k.speed_first_half, 1e-6)
+        if not moving:
+            change, clear = "it stays still", not speed_unclear
+        elif ratio >= th.accel_ratio:
+            change, clear = "it speeds up", not _between(ratio, th.accel_ratio, th.margin / 4)
+        elif ratio <= 1 / th.accel_ratio:
+            change, clear = "it slows down", not _between(1 / ratio, th.accel_ratio, th.margin / 4)
+        else:
+            change = "it keeps a constant speed"
+            clear = abs(ratio - 1) <= (th.accel_ratio - 1) / 2 and not speed_unclear
+        out.append(QuestionSpec(
+            f"speed_acceleration:change:{oid}", "speed_acceleration", "change", ids,
+            f"How does the speed of {name} change over the video?", "How does the speed of <R1> change over the video?",
+            "choice", change, SPEED_CHANGES, clear=clear,
+            computation=f"speed over the first half {k.speed_first_half:.2f} m/s, second half "
+            f"{k.speed_second_half:.2f} m/s (ratio {ratio:.2f})", primary=oid))
+
+        if moving:
+            out.append(QuestionSpec(
+                f"displacement_path_length:displacement:{oid}", "displacement_path_length", "displacement", ids,
+                f"How far does {name} end up from where it started, in metres (straight line)?",
+                "How far does <R1> end up from where it started, in metres (straight line)?", "quantity",
+                value=k.displacement_m, unit="m", clear=not speed_unclear and k.displacement_m >= th.min_distance,
+                computation=f"|final - initial center| on the ground plane = {k.displacement_m:.2f} m", primary=oid))
+            out.append(QuestionSpec(
+                f"displacement_path_length:path:{oid}", "displacement_path_length", "path", ids,
+                f"How long is the path that {name} travels, in metres?",
+                "How long is the path that <R1> travels, in metres?", "quantity", value=k.path_length_m, unit="m",
+                clear=not speed_unclear and k.path_length_m >= th.min_distance,
+                computation=f"sum of the steps between frames = {k.path_length_m:.2f} m", primary=oid))
+
+        out.append(QuestionSpec(
+            f"object_camera_distance:final:{oid}", "object_camera_distance", "final", ids,
+            f"How far is {name} from the camera at the end of the video, in metres?",
+            "How far is <R1> from the camera at the end of the video, in metres?", "quantity",
+            value=k.distance_final, unit="m",
+            computation=f"|object center - camera center| at the final frame = {k.distance_final:.2f} m", primary=oid))
+        change_m = k.distance_final - k.distance_initial
+        dist_truth = ("it gets closer" if change_m < 0 else "it gets farther away") \
+            if abs(change_m) >= th.distance_change else "it stays at about the same distance"
+        out.append(QuestionSpec(
+            f"object_camera_distance:change:{oid}", "object_camera_distance", "change", ids,
+            f"Over the video, does {name} get closer to the camera or farther away?",
+            "Over the video, does <R1> get closer to the camera or farther away?", "choice", dist_truth,
+            DISTANCE_CHANGES, clear=not _between(abs(change_m), th.distance_change, th.margin),
+            computation=f"distance {k.distance_initial:.2f} m -> {k.distance_final:.2f} m "
+            f"(change {change_m:+.2f} m)", primary=oid))
+
+        out.append(QuestionSpec(
+            f"dimension:height:{oid}", "dimension", "height", ids,
+            f"How tall is {name}, in metres?", "How tall is <R1>, in metres?", "quantity", value=k.height_m,
+            unit="m", computation=f"vertical extent of the object's 3D points = {k.height_m:.2f} m", primary=oid))
+    return out
+
+
+def relation_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> list[QuestionSpec]:
+    out = []
+    ids = sorted(geo.tracks)
+    for a in ids:
+        for b in ids:
+            if a == b:
+                continue
+            pa, pb = geo.tracks[a].smooth[0], geo.tracks[b].smooth[0]
+            dx, dz = float(pa[0] - pb[0]), float(pa[2] - pb[2])
+            side = "left" if dx < 0 else "right"
+            depth = "closer to the camera" if dz < 0 else "farther from the camera"
+            out.append(QuestionSpec(
+                f"spatial_relation:first:{a}-{b}", "spatial_relation", "first", (a, b),
+                f"At the first frame, where is {_obj(labels, a)} relative to {_obj(labels, b)}, from the camera's view?",
+                "At the first frame, where is <R1> relative to <R2>, from the camera's view?", "choice",
+                f"{side} of it and {depth}", RELATIONS,
+                clear=abs(dx) >= th.relation_gap and abs(dz) >= th.relation_gap,
+                computation=f"at the first frame, x difference {dx:+.2f} m (right +), z difference {dz:+.2f} m "
+                f"(farther +)", primary=a, extra={"reference": b}))
+    return out
+
+
+def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absent: str) -> list[QuestionSpec]:
+    """Questions about the whole scene: counting, the camera's ego-motion, a false positive."""
+    out = []
+    ids = sorted(geo.tracks)
+    speeds = {i: object_kinematics(geo, geo.tracks[i]).avg_speed for i in ids}
+    n_moving = sum(s >= th.still_speed for s in speeds.values())
+    marks = ", ".join(f"<R{j + 1}>" for j in range(len(ids)))
+    counts = tuple(str(n) for n in range(0, max(len(ids) + 2, 5)))
+    out.append(QuestionSpec(
+        "counting:moving:all", "counting", "moving", tuple(ids), "How many objects move during the video?",
+        f"How many of the marked objects {marks} move during the video?", "choice", str(n_moving), counts,
+        clear=not any(_between(s, th.still_speed, th.margin) for s in speeds.values()),
+        computation="average speeds: " + ", ".join(f"{labels[i]} {speeds[i]:.2f} m/s" for i in ids)
+        + f"; moving means >= {th.still_speed:.2f} m/s"))
+
+    cam = camera_kinematics(geo)
+    dx, dz = float(cam.displacement[0]), float(cam.displacement[2])
+    if cam.distance_m >= th.camera_move:
+        word, dominant = _dominant(dx, dz)
+        motion = {"to the right": "to the right", "to the left": "to the left",
+                  "away from the camera": "forward", "toward the camera": "backward"}[word]
+        clear = dominant and not _between(cam.distance_m, th.camera_move, th.margin)
+    elif abs(cam.yaw_change_deg) >= th.camera_turn_deg:
+        motion = "turning right" if cam.yaw_change_deg > 0 else "turning left"
+        clear = not _between(abs(cam.yaw_change_deg), th.camera_turn_deg, th.margin)
+    else:
+        motion = "it stays still"
+        clear = cam.distance_m <= th.camera_move * (1 - th.margin) and abs(cam.yaw_change_deg) <= th.camera_turn_deg / 2
+    cam_comp = (f"camera displacement in the initial camera frame R_0^T (c_N - c_0) = "
+                f"[{dx:+.2f}, {cam.displacement[1]:+.2f}, {dz:+.2f}] m, heading change {cam.yaw_change_deg:+.1f} deg")
+    out.append(QuestionSpec("ego_motion:direction:cam", "ego_motion", "direction", (), "How does the camera move "
+                            "during the video?", None, "choice", motion, CAMERA_MOTIONS, clear=clear,
+                            computation=cam_comp))
+    if cam.distance_m >= th.camera_move:
+        out.append(QuestionSpec("ego_motion:distance:cam", "ego_motion", "distance", (),
+                                "How far does the camera travel during the video, in metres?", None, "quantity",
+                                value=cam.distance_m, unit="m", clear=not _between(cam.distance_m, th.camera_move, th.margin),
+                                computation=cam_comp + f"; distance {cam.distance_m:.2f} m"))
+
+    fp_choices = (f"there is no {absent} in the video",) + DIRECTIONS[:4]
+    out.append(QuestionSpec(f"false_positive:direction:{absent}", "false_positive", "direction", (),
+                            f"In which direction does the {absent} move?", None, "choice", fp_choices[0], fp_choices,
+                            computation=f"no object labelled '{absent}' is present in any frame"))
+    return out
+
+
+def absent_label(present: set[str], rng: np.random.Generator) -> str:
+    """A label not in the clip; same shape as a present object when possible (the harder negative)."""
+    shapes = sorted({p.split()[-1] for p in present} & set(SHAPES)) or list(SHAPES)
+    candidates = [f"{c} {s}" for s in shapes for c in COLORS if f"{c} {s}" not in present]
+    return candidates[int(rng.integers(len(candidates)))]
+
+
+def all_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absent: str) -> dict[str, QuestionSpec]:
+    specs = object_questions(geo, labels, th) + relation_questions(geo, labels, th) + scene_questions(geo, labels, th, absent)
+    return {s.key: s for s in specs}

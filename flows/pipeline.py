@@ -1,0 +1,33 @@
+"""The ``pipeline`` flow: the whole chain under one MLflow parent run.
+
+For now the chain is curation -> data gate; SFT, P4D, GRPO and evaluation join it as their issues land.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.common import params_from
+from flows.curation import curation
+from components.config import to_dict
+from components.tracking import pipeline_run
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(params_path: str = "params.yaml", overrides: list[str] | None = None, data_root: str = "data",
+             reports_root: str = "reports") -> str:
+    params, root = params_from(params_path, overrides)
+    with pipeline_run("pipeline", params.tracking, root, params=to_dict(params)) as parent:
+        stats = curation(params_path, overrides, data_root, reports_root)
+        summary = (
+            f"curated data: {Path(data_root) / 'curated'} ({stats['records']})\n"
+            f"data gate report: {Path(reports_root) / 'quality' / 'gate_report.json'} "
+            f"(Data Docs: {Path(reports_root) / 'quality' / 'data_docs'})\n"
+            f"MLflow parent run: {parent.url()}"
+        )
+        create_markdown_artifact(key="pipeline-summary", markdown="## Pipeline\n\n" + summary.replace("\n", "\n\n"),
+                                 description="where the outputs and the MLflow run are")
+    return summary
