@@ -1,0 +1,95 @@
+"""What goes into a run besides the stage's own numbers: cleaned params and tags, lineage, digests.
+
+Secrets never reach MLflow from here: a param or tag whose key or value looks like a credential is
+dropped with a warning naming the key (never the value), and passwords inside URLs are masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+from components.config import flatten
+from components.io import file_digest
+
+log = logging.getLogger(__name__)
+
+GIT_TAG, DIRTY_TAG, DVC_LOCK_TAG = "mllm4d.git.commit", "mllm4d.git.dirty", "mllm4d.dvc_lock.sha256"
+
+# Keys: credential names, but not "tokenizer", "max_new_tokens" or "pad_token".
+_SECRET_KEY = re.compile(
+    r"secret|passw(or)?d|api[_-]?key|access[_-]?key|private[_-]?key|credential"
+    r"|(^|\.)token$|(auth|bearer|hf|access|refresh|session|github|api)[_-]?token$",
+    re.IGNORECASE,
+)
+# Values: well-known token shapes (AWS key ids, Hugging Face, OpenAI-style, GitHub).
+_SECRET_VALUE = re.compile(
+    r"\bAKIA[0-9A-Z]{16}\b|\bhf_[A-Za-z0-9]{20,}|\bsk-[A-Za-z0-9_-]{20,}|\bgh[pousr]_[A-Za-z0-9]{20,}"
+)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
+
+
+def _is_secret(key: str, value: str) -> bool:
+    return bool(_SECRET_KEY.search(key) or _SECRET_VALUE.search(value))
+
+
+def clean(items: dict[str, Any], limit: int, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in items.items():
+        text = _URL_PASSWORD.sub(r"\1:***@", str(value))
+        if _is_secret(str(key), text):
+            log.warning("not logging %s %r: it looks like a credential", what, key)
+            continue
+        out[str(key)] = text if len(text) <= limit else text[: limit - 3] + "..."
+    return out
+
+
+def flatten_params(d: dict | Any) -> dict[str, str]:
+    """Nested dict or dataclass -> ``{"a.b": "value"}``, stringified, truncated, secrets dropped."""
+    if dataclasses.is_dataclass(d):
+        d = dataclasses.asdict(d)
+    return clean(flatten(d), MAX_PARAM_VAL_LENGTH, "param")
+
+
+def lineage_tags(project_root: Path) -> dict[str, str]:
+    """Git commit + dirty flag (tracked files only, like ``git describe --dirty``) and the dvc.lock hash."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=project_root, capture_output=True, text=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    tags = {GIT_TAG: "unknown"}
+    if commit := git("rev-parse", "HEAD"):
+        status = git("status", "--porcelain", "--untracked-files=no")
+        tags |= {GIT_TAG: commit, "mlflow.source.git.commit": commit}
+        tags[DIRTY_TAG] = "unknown" if status is None else str(bool(status)).lower()
+    lock = Path(project_root) / "dvc.lock"
+    if lock.is_file():
+        tags[DVC_LOCK_TAG] = file_digest(lock)
+    return tags
+
+
+def content_digest(path: Path, files: list[Path]) -> str:
+    """md5 of the file (the same value dvc.lock records for it); for a folder, md5 of its files' md5s."""
+    if not path.is_dir():
+        return file_digest(path, "md5")
+    listing = "".join(f"{f.relative_to(path).as_posix()}\t{file_digest(f, 'md5')}\n" for f in files)
+    return hashlib.md5(listing.encode()).hexdigest()
+
+
+def json_cell(value: Any) -> Any:
+    # Nested or mixed-type JSON columns defeat MLflow's schema inference: keep them as JSON text.
+    return value if value is None or isinstance(value, str) else json.dumps(value, sort_keys=True)

@@ -1,0 +1,245 @@
+"""MLflow runs: one parent run per pipeline run, one nested run per stage.
+
+The parent run is created with ``MlflowClient`` and never becomes MLflow's "active run", so nothing
+logs into it by accident; its id travels in ``MLLM4D_PARENT_RUN_ID`` so that a stage opened in this
+process, in another thread (Prefect tasks) or in a subprocess (``dvc repro``) nests under it. A stage
+run *is* the active run of its thread, so library callbacks (transformers' ``MLflowCallback`` with
+``report_to="mlflow"``) log into it. Every ``RunHandle`` method logs by explicit run id.
+Params and tags pass through ``metadata.clean``, which drops anything that looks like a credential.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+from components.config import TrackingConfig
+from components.io import read_jsonl
+from components.tracking.metadata import clean, content_digest, flatten_params, json_cell, lineage_tags
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "MLLM4D_PARENT_RUN_ID"
+STAGE_TAG, PIPELINE_TAG, ROLE_TAG = "mllm4d.stage", "mllm4d.pipeline", "mllm4d.dataset.role"
+
+
+def resolve_tracking_uri(cfg: TrackingConfig, project_root: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` wins; else ``cfg.tracking_uri`` with a relative sqlite path made absolute."""
+    if env := os.environ.get("MLFLOW_TRACKING_URI"):
+        return env
+    uri = cfg.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(Path(project_root) / uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+def setup(cfg: TrackingConfig, project_root: Path) -> str:
+    """Point MLflow at the store and get (or create) ``cfg.experiment``; returns its id. Idempotent."""
+    # First use of a SQLite store runs the schema migrations, which log at INFO: not news.
+    for noisy in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    uri = resolve_tracking_uri(cfg, project_root)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then "win" over the config of every
+    # later setup() in this process: keep the environment as the user set it.
+    user_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if user_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        location = None
+        if uri.startswith("sqlite:"):  # a server picks its own artifact root
+            location = cfg.artifact_location
+            if "://" not in location:
+                location = str((Path(project_root) / location).resolve())
+        try:
+            return client.create_experiment(cfg.experiment, artifact_location=location)
+        except MlflowException:  # another process created it in between
+            experiment = client.get_experiment_by_name(cfg.experiment)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage != "active":
+        raise MlflowException(
+            f"experiment {cfg.experiment!r} is deleted in {uri}: restore it "
+            f"(`mlflow experiments restore`) or set tracking.experiment to another name"
+        )
+    return experiment.experiment_id
+
+
+class RunHandle:
+    """One MLflow run, addressed by id; every method logs to this run whatever run is active."""
+
+    def __init__(self, run_id: str, tracking_uri: str, experiment_id: str) -> None:
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self._client = MlflowClient(tracking_uri)
+
+    def url(self) -> str:
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"{self.tracking_uri} run {self.run_id}"
+
+    def log_params(self, params: dict) -> None:
+        flat = flatten_params(params)
+        self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        now, good = int(time.time() * 1000), []
+        for key, value in metrics.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                log.warning(
+                    "metric %r=%r at step %s is not a finite number: not logged", key, metrics[key], step
+                )
+                continue
+            good.append(Metric(key, value, now, step or 0))
+        if good:
+            self._client.log_batch(self.run_id, metrics=good)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifacts(self.run_id, str(directory), artifact_path)
+
+    def log_dataset(self, path: Path, *, name: str, context: str, role: str = "input") -> str:
+        """Record a JSONL file (or folder of them) in the run's inputs; returns its content digest.
+
+        The digest is the md5 of the file, so it matches the ``md5`` that ``dvc.lock`` records for it.
+        MLflow 3.17 has no dataset *outputs* (``log_outputs`` takes logged models only), so an output
+        dataset is logged as an input with context ``output:<context>``, input tag
+        ``mllm4d.dataset.role=output`` and run tag ``mllm4d.output.<name>.digest``.
+        """
+        import pandas as pd
+
+        if role not in ("input", "output"):
+            raise ValueError(f"role must be 'input' or 'output', got {role!r}")
+        path = Path(path)
+        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        if not files or not all(f.is_file() for f in files):
+            raise FileNotFoundError(f"no JSONL dataset at {path}")
+        digest = content_digest(path, files)
+        df = pd.DataFrame([row for f in files for row in read_jsonl(f)])
+        for column in df.columns[df.dtypes == object]:
+            df[column] = df[column].map(json_cell)
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways", integer hints
+            warnings.simplefilter("ignore")
+            dataset = mlflow.data.from_pandas(df, source=str(path), name=name, digest=digest)
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context if role == "input" else f"output:{context}")]
+        if role == "output":
+            tags.append(InputTag(ROLE_TAG, "output"))
+            self.set_tags({f"mllm4d.output.{name}.digest": digest})
+        self._client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
+        return digest
+
+    def log_image(self, image: np.ndarray | Path, artifact_file: str) -> None:
+        if isinstance(image, (str, Path)):
+            from PIL import Image
+
+            with Image.open(image) as img:
+                img.load()
+                image = img.copy()
+        self._client.log_image(self.run_id, image, artifact_file=artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._client.log_text(self.run_id, text, artifact_file)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        safe = clean(tags, MAX_TAG_VAL_LENGTH, "tag")
+        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in safe.items()])
+
+
+def _finish(client: MlflowClient, run_id: str, exc: BaseException | None, *, active: bool) -> None:
+    status = "FINISHED" if exc is None else "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    if active:
+        # Runs a library opened inside the stage and left open end with it.
+        while (run := mlflow.active_run()) is not None and run.info.run_id != run_id:
+            mlflow.end_run(status)
+        if run is not None:
+            mlflow.end_run(status)
+            return
+    client.set_terminated(run_id, status)
+
+
+@contextmanager
+def pipeline_run(
+    name: str, cfg: TrackingConfig, project_root: Path, *, params: dict | None = None
+) -> Iterator[RunHandle]:
+    """The one parent run of a pipeline run; stage runs opened while it is open nest under it."""
+    experiment_id = setup(cfg, project_root)
+    uri = resolve_tracking_uri(cfg, project_root)
+    client = MlflowClient(uri)
+    tags = lineage_tags(project_root) | {PIPELINE_TAG: name}
+    run = client.create_run(experiment_id, tags=tags, run_name=name)
+    handle = RunHandle(run.info.run_id, uri, experiment_id)
+    previous = os.environ.get(PARENT_RUN_ENV)
+    os.environ[PARENT_RUN_ENV] = handle.run_id
+    try:
+        if params:
+            handle.log_params(params)
+        yield handle
+    except BaseException as exc:
+        _finish(client, handle.run_id, exc, active=False)
+        raise
+    else:
+        _finish(client, handle.run_id, None, active=False)
+    finally:
+        if previous is None:
+            os.environ.pop(PARENT_RUN_ENV, None)
+        else:
+            os.environ[PARENT_RUN_ENV] = previous
+    log.info("pipeline run %s: %s", name, handle.url())
+
+
+@contextmanager
+def stage_run(
+    stage: str,
+    cfg: TrackingConfig,
+    project_root: Path,
+    *,
+    params: dict | None = None,
+    tags: dict | None = None,
+) -> Iterator[RunHandle]:
+    """A stage's run: nested under ``MLLM4D_PARENT_RUN_ID`` (or this thread's active run), else top-level.
+
+    It is the active MLflow run while open. An exception ends it FAILED (KILLED on Ctrl-C) and re-raises.
+    """
+    experiment_id = setup(cfg, project_root)
+    uri = resolve_tracking_uri(cfg, project_root)
+    run_tags = lineage_tags(project_root) | clean(tags or {}, MAX_TAG_VAL_LENGTH, "tag") | {STAGE_TAG: stage}
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=stage,
+        nested=True,
+        parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
+        tags=run_tags,
+    )
+    handle = RunHandle(run.info.run_id, uri, experiment_id)
+    try:
+        if params:
+            handle.log_params(params)
+        yield handle
+    except BaseException as exc:
+        _finish(handle._client, handle.run_id, exc, active=True)
+        raise
+    _finish(handle._client, handle.run_id, None, active=True)
+    log.info("stage %s: %s", stage, handle.url())
