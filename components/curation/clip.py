@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from components.config import CurationConfig
@@ -22,10 +23,10 @@ from components.curation.geometry import (
     Track,
     fit_track,
     observe_object,
-    optical_flow,
+    bearing_angles,
     relative_poses,
     to_world,
-    yaw_rate_from_flow,
+    yaw_rate,
 )
 from components.curation.regions import mask_box, rle_encode, write_som
 from components.curation.stereo import disparity_to_depth, estimate_disparity
@@ -79,7 +80,7 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
     ids = [o.id for o in meta.objects]
     obs: dict[int, list] = {i: [None] * T for i in ids}
     masks: dict[int, list[np.ndarray]] = {i: [] for i in ids}
-    lefts, first_masks = [], {}
+    grays, first_masks, first_left = [], {}, None
     for t in range(T):
         name = frame_name(t)
         t0 = time.perf_counter()
@@ -98,10 +99,11 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
             obs[i][t] = observe_object(depth, m, meta.K) if m.any() else None
             if t == 0:
                 first_masks[i] = m
-        lefts.append(left)
+        grays.append(cv2.cvtColor(left, cv2.COLOR_RGB2GRAY).astype(np.float32))
+        if t == 0:
+            first_left = left
         timings["tracks"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    flows = [optical_flow(lefts[t], lefts[t + 1]) for t in range(T - 1)]
     times = np.arange(T) / meta.fps
     tracks = {}
     for i in ids:
@@ -111,11 +113,13 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
         centers = np.array([to_world(o.center_cam, poses[t]) if o else [np.nan] * 3 for t, o in enumerate(obs[i])])
         z = [float(o.center_cam[2]) if o else float("nan") for o in obs[i]]
         w = [o.width if o else 0.0 for o in obs[i]]
-        tracks[i] = Track(i, "", centers, fit_track(times, centers), float(np.median([o.height for o in seen])),
+        smooth = fit_track(times, centers)
+        bearing = bearing_angles(smooth, poses[:, :3, 3])
+        tracks[i] = Track(i, "", centers, smooth, float(np.median([o.height for o in seen])),
                           float(np.median([o.width for o in seen])),
-                          yaw_rate_from_flow(flows, masks[i], z, w, meta.fx, 1.0 / meta.fps), len(seen) / T)
+                          yaw_rate(grays, masks[i], z, w, bearing, meta.fx, 1.0 / meta.fps), len(seen) / T)
     timings["tracks"] += time.perf_counter() - t0
-    return Geometry(times, poses, tracks), {"first_left": lefts[0], "first_masks": first_masks}
+    return Geometry(times, poses, tracks), {"first_left": first_left, "first_masks": first_masks}
 
 
 def ground_truth_geometry(clip: Path, meta: ClipMeta) -> Geometry | None:

@@ -120,41 +120,72 @@ def fit_track(times: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return out
 
 
-def yaw_rate_from_flow(
-    flows: list[np.ndarray], masks: list[np.ndarray], depth_z: list[float], widths: list[float], fx: float, dt: float
-) -> float:
-    """Rotation about the vertical axis from optical flow inside the mask, minus the mask's own motion.
+def texture_shift(prev_gray: np.ndarray, next_gray: np.ndarray, m0: np.ndarray, m1: np.ndarray,
+                  max_shift: float = 6.0) -> float | None:
+    """Horizontal shift (px) of an object's surface texture relative to its silhouette between two frames.
 
-    A counter-clockwise turn (seen from above) moves the surface facing the camera to the right in the
-    image, faster than the silhouette moves: median(flow_x) - centroid shift, converted to an angular
-    rate with the object's half width and depth. Camera motion moves texture and silhouette alike and cancels.
+    Both frames are cut around the mask centroids (sub-pixel, so the silhouettes align), then the texture
+    in the central part of the object is matched at horizontal offsets by normalised cross-correlation,
+    refined with a parabola. A yaw rotation slides the texture across a still silhouette; translation and
+    camera motion move both together and cancel.
+    """
+    ys0, xs0 = np.nonzero(m0)
+    ys1, xs1 = np.nonzero(m1)
+    if len(xs0) < MIN_PIXELS or len(xs1) < MIN_PIXELS:
+        return None
+    c0 = (float(xs0.mean()), float(ys0.mean()))
+    c1 = (float(xs1.mean()), float(ys1.mean()))
+    half_w = int(np.ceil(max(np.ptp(xs0), np.ptp(xs1)) / 2)) + 2
+    half_h = int(np.ceil(max(np.ptp(ys0), np.ptp(ys1)) / 2)) + 2
+    size = (2 * half_w + 1, 2 * half_h + 1)
+    a = cv2.getRectSubPix(prev_gray, size, c0)
+    ma = cv2.getRectSubPix(m0.astype(np.float32), size, c0) > 0.5
+    mb = cv2.getRectSubPix(m1.astype(np.float32), size, c1) > 0.5
+    core = cv2.erode((ma & mb).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+    core[:, : half_w // 2] = False  # limbs are foreshortened: match the central half of the object
+    core[:, size[0] - half_w // 2 :] = False
+    if core.sum() < MIN_PIXELS:
+        return None
+    ref = a[core] - a[core].mean()
+    shifts = np.arange(-max_shift, max_shift + 0.01, 0.5)
+    scores = []
+    for s in shifts:
+        # Texture moved by +s px: the pixel at x in frame t is found at x + s in frame t+1.
+        b = cv2.getRectSubPix(next_gray, size, (c1[0] + s, c1[1]))[core]
+        b = b - b.mean()
+        scores.append(float(ref @ b) / (np.linalg.norm(ref) * np.linalg.norm(b) + 1e-9))
+    k = int(np.argmax(scores))
+    if k in (0, len(shifts) - 1) or scores[k] < 0.3:  # at the search edge or no texture match: unknown
+        return None
+    l, c, r = scores[k - 1], scores[k], scores[k + 1]
+    denom = l - 2 * c + r
+    return float(shifts[k] + (0.5 * 0.5 * (l - r) / denom if denom < 0 else 0.0))
+
+
+def yaw_rate(grays: list[np.ndarray], masks: list[np.ndarray], depth_z: list[float], widths: list[float],
+             bearing: np.ndarray, fx: float, dt: float) -> float:
+    """World yaw rate (rad/s, + counter-clockwise seen from above) from texture shifts between frames.
+
+    The shift measures rotation relative to the line of sight; an object that only translates still turns
+    relative to that line by its bearing rate, which is added back (``bearing`` per frame, radians,
+    counter-clockwise, from the smoothed track).
     """
     rates = []
-    for t, flow in enumerate(flows):
-        m0, m1 = masks[t], masks[t + 1]
-        if m0.sum() < MIN_PIXELS or m1.sum() < MIN_PIXELS or not np.isfinite(depth_z[t]) or widths[t] <= 0:
+    for t in range(len(grays) - 1):
+        if not np.isfinite(depth_z[t]) or widths[t] <= 0:
             continue
-        core = cv2.erode(m0.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        if core.sum() < MIN_PIXELS:
-            core = m0
-        texture_dx = float(np.median(flow[..., 0][core]))
-        silhouette_dx = float(np.nonzero(m1)[1].mean() - np.nonzero(m0)[1].mean())
-        residual_px = texture_dx - silhouette_dx
-        rates.append(residual_px * depth_z[t] / (fx * 0.5 * widths[t] * dt))
-    return float(np.median(rates)) if rates else float("nan")
+        shift = texture_shift(grays[t], grays[t + 1], masks[t], masks[t + 1])
+        if shift is None:
+            continue
+        apparent = shift * depth_z[t] / (fx * 0.5 * widths[t] * dt)
+        rates.append(apparent + (bearing[t + 1] - bearing[t]) / dt)
+    return float(np.median(rates)) if len(rates) >= 2 else float("nan")
 
 
-_DIS = None
-
-
-def optical_flow(prev_rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
-    """Dense forward flow (H x W x 2) with OpenCV's DIS (fast preset): a few ms at 320x240."""
-    global _DIS
-    if _DIS is None:  # one instance per process: creating it costs more than running it
-        _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    a = cv2.cvtColor(prev_rgb, cv2.COLOR_RGB2GRAY)
-    b = cv2.cvtColor(next_rgb, cv2.COLOR_RGB2GRAY)
-    return _DIS.calc(a, b, None)
+def bearing_angles(object_centers: np.ndarray, camera_centers: np.ndarray) -> np.ndarray:
+    """Counter-clockwise (seen from above) angle of the camera-to-object ray on the ground plane."""
+    d = object_centers - camera_centers
+    return np.unwrap(np.arctan2(-d[:, 0], d[:, 2]))
 
 
 def relative_poses(poses: np.ndarray) -> np.ndarray:

@@ -101,14 +101,15 @@ def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> l
                 "choice", rot, ROTATIONS, clear=not _between(abs(rate), th.rotation_rate, th.margin),
                 computation=f"yaw rate = {np.degrees(rate):+.1f} deg/s (counter-clockwise +)", primary=oid))
 
-        if moving:
-            out.append(QuestionSpec(
-                f"speed_acceleration:speed:{oid}", "speed_acceleration", "speed", ids,
-                f"What is the average speed of {name}, in metres per second?",
-                "What is the average speed of <R1>, in metres per second?", "quantity", value=k.avg_speed,
-                unit="m/s", clear=not speed_unclear,
-                computation=f"path length {k.path_length_m:.2f} m / {duration:.2f} s = {k.avg_speed:.2f} m/s",
-                primary=oid))
+        # Quantities of motion exist for every object (so the two geometries can be compared), but are
+        # asked only about objects that clearly move.
+        out.append(QuestionSpec(
+            f"speed_acceleration:speed:{oid}", "speed_acceleration", "speed", ids,
+            f"What is the average speed of {name}, in metres per second?",
+            "What is the average speed of <R1>, in metres per second?", "quantity", value=k.avg_speed,
+            unit="m/s", clear=moving and not speed_unclear,
+            computation=f"path length {k.path_length_m:.2f} m / {duration:.2f} s = {k.avg_speed:.2f} m/s",
+            primary=oid))
         ratio = k.speed_second_half / max(k.speed_first_half, 1e-6)
         if not moving:
             change, clear = "it stays still", not speed_unclear
@@ -126,19 +127,19 @@ def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> l
             computation=f"speed over the first half {k.speed_first_half:.2f} m/s, second half "
             f"{k.speed_second_half:.2f} m/s (ratio {ratio:.2f})", primary=oid))
 
-        if moving:
-            out.append(QuestionSpec(
-                f"displacement_path_length:displacement:{oid}", "displacement_path_length", "displacement", ids,
-                f"How far does {name} end up from where it started, in metres (straight line)?",
-                "How far does <R1> end up from where it started, in metres (straight line)?", "quantity",
-                value=k.displacement_m, unit="m", clear=not speed_unclear and k.displacement_m >= th.min_distance,
-                computation=f"|final - initial center| on the ground plane = {k.displacement_m:.2f} m", primary=oid))
-            out.append(QuestionSpec(
-                f"displacement_path_length:path:{oid}", "displacement_path_length", "path", ids,
-                f"How long is the path that {name} travels, in metres?",
-                "How long is the path that <R1> travels, in metres?", "quantity", value=k.path_length_m, unit="m",
-                clear=not speed_unclear and k.path_length_m >= th.min_distance,
-                computation=f"sum of the steps between frames = {k.path_length_m:.2f} m", primary=oid))
+        out.append(QuestionSpec(
+            f"displacement_path_length:displacement:{oid}", "displacement_path_length", "displacement", ids,
+            f"How far does {name} end up from where it started, in metres (straight line)?",
+            "How far does <R1> end up from where it started, in metres (straight line)?", "quantity",
+            value=k.displacement_m, unit="m",
+            clear=moving and not speed_unclear and k.displacement_m >= th.min_distance,
+            computation=f"|final - initial center| on the ground plane = {k.displacement_m:.2f} m", primary=oid))
+        out.append(QuestionSpec(
+            f"displacement_path_length:path:{oid}", "displacement_path_length", "path", ids,
+            f"How long is the path that {name} travels, in metres?",
+            "How long is the path that <R1> travels, in metres?", "quantity", value=k.path_length_m, unit="m",
+            clear=moving and not speed_unclear and k.path_length_m >= th.min_distance,
+            computation=f"sum of the steps between frames = {k.path_length_m:.2f} m", primary=oid))
 
         out.append(QuestionSpec(
             f"object_camera_distance:final:{oid}", "object_camera_distance", "final", ids,

@@ -8,6 +8,7 @@ Prefect flow maps ``curate_clip`` as tasks and calls the same ``finalize``.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from collections import Counter
@@ -41,7 +42,10 @@ def curate_clips(clips: list[Path], cfg: CurationConfig, out_dir: Path, *, progr
     bar = partial(tqdm, total=len(clips), desc="curate", unit="clip", disable=not progress)
     if cfg.workers <= 1 or len(clips) <= 1:
         return [work(c) for c in bar(clips)]
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, os.cpu_count() or 1), initializer=_single_threaded) as pool:
+    # spawn, not fork: forking a process whose OpenCV/BLAS threads are running can deadlock the children.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, os.cpu_count() or 1), mp_context=context,
+                             initializer=_single_threaded) as pool:
         return list(bar(pool.map(work, clips)))
 
 

@@ -175,4 +175,6 @@ def list_clips(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"clip root not found: {root}")
-    return sorted(p for p in root.iterdir() if p.is_dir() and ((p / "meta.json").exists() or (p / "left").is_dir()))
+    # Dot-folders are temporaries of an interrupted writer, never clips.
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and ((p / "meta.json").exists() or (p / "left").is_dir()))

@@ -1,0 +1,52 @@
+"""Shared fixtures: the smoke preset, rendered and curated once per session, tracked in a temporary
+SQLite MLflow; quiet, offline library defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+for _key, _value in {
+    "GX_ANALYTICS_ENABLED": "False",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+from components.config import Params, load_params  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "presets" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch project root: MLflow's SQLite file and artifacts land here, not in the checkout."""
+    return tmp_path_factory.mktemp("project")
+
+
+@pytest.fixture(scope="session")
+def smoke_params() -> Params:
+    return load_params(SMOKE)
+
+
+@pytest.fixture(scope="session")
+def smoke_scenes(tmp_path_factory: pytest.TempPathFactory, smoke_params: Params) -> Path:
+    from components.scenes import render_scenes
+
+    out = tmp_path_factory.mktemp("scenes")
+    render_scenes(smoke_params.scenes, out, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_curated(tmp_path_factory: pytest.TempPathFactory, smoke_params: Params, smoke_scenes: Path) -> tuple[Path, dict]:
+    from components.curation.run import curate
+
+    out = tmp_path_factory.mktemp("curated")
+    stats = curate(smoke_scenes, smoke_params.curation, out, progress=False)
+    return out, stats

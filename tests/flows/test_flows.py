@@ -1,0 +1,63 @@
+"""The Prefect flows under a real (ephemeral, test-harness) Prefect server, MLflow on SQLite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+from prefect.artifacts import Artifact
+from prefect.testing.utilities import prefect_test_harness
+
+from components.quality import GateFailed
+from tests.conftest import SMOKE
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture()
+def tracking(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLLM4D_PARENT_RUN_ID", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return uri, [f"tracking.tracking_uri={uri}", f"tracking.artifact_location={tmp_path / 'mlartifacts'}"]
+
+
+def test_pipeline_flow_curates_validates_and_tracks(tmp_path, tracking):
+    from flows.pipeline import pipeline
+
+    uri, overrides = tracking
+    summary = pipeline(params_path=str(SMOKE), overrides=overrides, data_root=str(tmp_path / "data"),
+                       reports_root=str(tmp_path / "reports"))
+    assert "MLflow parent run" in summary
+    gate = json.loads((tmp_path / "reports/quality/gate_report.json").read_text())
+    assert gate["success"] is True
+    assert (tmp_path / "data/curated/bench.jsonl").stat().st_size > 0
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mllm4d").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("mllm4d.pipeline") == "pipeline"]
+    assert len(parents) == 1
+    children = {r.data.tags["mllm4d.stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert set(children) == {"scenes", "curate", "validate_data"}
+    curate_run = children["curate"]
+    assert curate_run.data.metrics["records.bench"] > 0
+    assert curate_run.inputs.dataset_inputs  # curated splits logged as datasets with digests
+    assert children["validate_data"].data.metrics["gate_success"] == 1.0
+
+    artifact = Artifact.get("curation-summary")
+    assert artifact is not None and "Data gate" in artifact.data
+
+
+def test_failed_gate_fails_the_flow(tmp_path, tracking):
+    from flows.curation import curation
+
+    _, overrides = tracking
+    with pytest.raises(GateFailed, match="min_records|records_per_split|split"):
+        curation(params_path=str(SMOKE), overrides=overrides + ["quality.min_records_per_split=100000"],
+                 data_root=str(tmp_path / "data"), reports_root=str(tmp_path / "reports"))
+    assert json.loads((tmp_path / "reports/quality/gate_report.json").read_text())["success"] is False
