@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check components flows tests benchmarks
 
 repro: $(STAMP)
-	$(VENV)/bin/dvc repro
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH dvc repro
 
 clean:
 	rm -rf data reports mlflow.db mlartifacts

@@ -19,6 +19,8 @@ for _key, _value in {
     "DVC_NO_ANALYTICS": "1",
     "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
     "TOKENIZERS_PARALLELISM": "false",
+    # Prefect logs every task run at INFO; the console keeps warnings (the UI keeps everything).
+    "PREFECT_LOGGING_LEVEL": "WARNING",
 }.items():
     os.environ.setdefault(_key, _value)
 

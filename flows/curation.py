@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from prefect import flow, task, unmapped
+from prefect.futures import PrefectFutureList, as_completed
+from tqdm import tqdm
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -21,6 +23,13 @@ from components.curation.clip import ClipResult, curate_clip
 from components.scenes import render_clip
 from components.sources.clip import list_clips
 from components.tracking import stage_run
+
+
+def gather(futures: PrefectFutureList, desc: str) -> list:
+    """Results in submission order, with a progress bar that advances as tasks finish."""
+    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="clip"):
+        pass
+    return futures.result()
 
 
 @task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -42,14 +51,14 @@ def run_scenes(params: Params, out: Path, root: Path) -> list[Path]:
     with stage_run("scenes", params.tracking, root, params={"scenes": vars(params.scenes)}) as run:
         start = time.perf_counter()
         futures = render_one.map(unmapped(params.scenes), range(params.scenes.num_clips), unmapped(out))
-        clips = [Path(p) for p in futures.result()]
+        clips = [Path(p) for p in gather(futures, "render")]
         stages.log_scenes(run, params, clips, time.perf_counter() - start)
     return clips
 
 
 def run_curation(params: Params, clips_root: Path, out: Path, root: Path) -> dict:
     clips = list_clips(clips_root)
-    results = curate_one.map(clips, unmapped(params.curation), unmapped(out)).result()
+    results = gather(curate_one.map(clips, unmapped(params.curation), unmapped(out)), "curate")
     return stages.curate(params, clips_root, out, root=root, results=results)
 
 

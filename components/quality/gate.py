@@ -146,7 +146,7 @@ def _build_docs(context: Any, report_dir: Path) -> Path | None:
             {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(tmp)},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(tmp.resolve())},
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
