@@ -56,18 +56,18 @@ def main() -> None:
         start = time.perf_counter()
         stats = curate(scenes, cfg, curated, progress=False)
         wall = time.perf_counter() - start
-    curation_fps = stats["stereo_frames"] / wall
+    curation_fps = stats["performance"]["stereo_frames"] / wall
     result = {
         "what": "one core, 320x240 unless params say otherwise; curation = read + stereo + tracks + flow + "
                 "questions + writing all outputs",
         "resolution": [params.scenes.width, params.scenes.height],
         "clips": args.clips,
-        "stereo_frames": stats["stereo_frames"],
+        "stereo_frames": stats["performance"]["stereo_frames"],
         "bare_matcher_frames_per_s": round(matcher_fps, 2),
         "curation_frames_per_s": round(curation_fps, 2),
         "curation_over_matcher": round(curation_fps / matcher_fps, 3),
         "goal_curation_over_matcher": 0.5,
-        "time_split_s": stats["timing_s"],
+        "time_split_s": stats["performance"]["timing_s"],
         "label_agreement": stats["label_agreement"],
         "object_center_error_m": stats["object_center_error_m"],
         "records": stats["records"],

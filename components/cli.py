@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("curate", help="stereo clips -> 4D QA records with ST-CoT, exports, stats")
     s.add_argument("--clips", type=Path, default=Path("data/scenes"))
     s.add_argument("--out", type=Path, default=Path("data/curated"))
+    s.add_argument("--metrics", type=Path, default=Path("reports/curation.json"))
 
     s = sub.add_parser("validate", help="the data gate (Great Expectations) on curated records")
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             clips = stages.scenes(params, args.out, root=root, metrics_file=args.metrics, progress=progress)
             print(f"rendered {len(clips)} clips into {args.out}")
         elif args.command == "curate":
-            stats = stages.curate(params, args.clips, args.out, root=root, progress=progress)
+            stats = stages.curate(params, args.clips, args.out, root=root, metrics_file=args.metrics,
+                                  progress=progress)
             print(f"curated {sum(stats['records'].values())} records {stats['records']} into {args.out} "
                   f"({stats['n_quarantined']} clips quarantined: {args.out / 'quarantine.json'})")
         elif args.command == "validate":

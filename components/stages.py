@@ -49,8 +49,7 @@ def scenes(params: Params, out: Path, *, root: Path, metrics_file: Path | None =
 def curation_metrics(stats: dict) -> dict[str, float]:
     """The headline numbers of ``stats.json`` as flat MLflow metrics."""
     keep = {k: stats[k] for k in ("n_clips", "n_curated_clips", "n_quarantined", "records", "questions",
-                                   "label_agreement", "object_center_error_m", "frames_per_s_per_core",
-                                   "stereo_only_frames_per_s", "wall_s")}
+                                   "label_agreement", "object_center_error_m", "performance")}
     return {k: float(v) for k, v in flatten(keep).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -65,8 +64,8 @@ def log_curation(run: RunHandle, params: Params, clips_root: Path, out: Path, st
         run.log_artifact(som, "examples/set_of_marks")
 
 
-def curate(params: Params, clips_root: Path, out: Path, *, root: Path, progress: bool = True,
-           results: list[ClipResult] | None = None) -> dict:
+def curate(params: Params, clips_root: Path, out: Path, *, root: Path, metrics_file: Path | None = None,
+           progress: bool = True, results: list[ClipResult] | None = None) -> dict:
     """Curate ``clips_root`` into ``out``; ``results`` lets a flow pass clips it already mapped as tasks."""
     with stage_run("curate", params.tracking, root, params={"curation": asdict(params.curation)}) as run:
         start = time.perf_counter()
@@ -77,6 +76,8 @@ def curate(params: Params, clips_root: Path, out: Path, *, root: Path, progress:
             results = curate_clips(clips, params.curation, out, progress=progress)
         stats = finalize(results, params.curation, out, seconds=time.perf_counter() - start)
         log_curation(run, params, clips_root, out, stats)
+    if metrics_file:
+        write_json(metrics_file, curation_metrics(stats))
     return stats
 
 

@@ -71,8 +71,8 @@ def curation_markdown(stats: dict, gate_summary: str) -> str:
         f"- clips curated: {stats['n_curated_clips']} of {stats['n_clips']} ({stats['n_quarantined']} quarantined)\n"
         f"- label agreement with ground truth: multiple choice {agree.get('mc_agreement')}, "
         f"numeric within 10% {agree.get('numeric_within_10pct')}\n"
-        f"- curation speed: {stats['frames_per_s_per_core']:.1f} stereo frames/s per core "
-        f"(stereo matcher alone {stats['stereo_only_frames_per_s']:.1f})\n\n"
+        f"- curation speed: {stats['performance']['frames_per_s_per_core']:.1f} stereo frames/s per core "
+        f"(stereo matcher alone {stats['performance']['stereo_only_frames_per_s']:.1f})\n\n"
         f"## Data gate\n\n```\n{gate_summary}\n```\n"
     )
 
