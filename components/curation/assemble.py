@@ -187,7 +187,7 @@ def _records(it: Labelled, spec: QuestionSpec, options: list[str], answer, answe
         },
         "provenance": {
             "label_source": it.label_source,
-            "depth_source": "stereo (SGBM + left-right check + hole filling)",
+            "depth_source": "stereo (SGBM + left-right check + sub-pixel refinement + hole filling)",
             "pose_source": clip.pose_source,
             "gt_answer": answer if it.label_source == "ground_truth" else other_answer,
             "estimated_answer": other_answer if it.label_source == "ground_truth" else answer,
