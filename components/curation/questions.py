@@ -77,8 +77,11 @@ def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> l
     for oid, track in sorted(geo.tracks.items()):
         k = object_kinematics(geo, track)
         name, ids = _obj(labels, oid), (oid,)
-        moving = k.avg_speed >= th.still_speed
-        speed_unclear = _between(k.avg_speed, th.still_speed, th.margin)
+        # "Moving" is judged on the net (chord) speed, not the path: an object spinning in place shows a
+        # wobbling visible-surface center whose path length looks like motion; its chord stays short.
+        chord = k.displacement_m / duration
+        moving = chord >= th.still_speed
+        speed_unclear = _between(chord, th.still_speed, th.margin)
 
         direction, dominant = _dominant(float(k.displacement[0]), float(k.displacement[2]))
         truth = direction if moving else "it does not move"
@@ -191,7 +194,8 @@ def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absen
     """Questions about the whole scene: counting, the camera's ego-motion, a false positive."""
     out = []
     ids = sorted(geo.tracks)
-    speeds = {i: object_kinematics(geo, geo.tracks[i]).avg_speed for i in ids}
+    duration = float(geo.times[-1] - geo.times[0])
+    speeds = {i: object_kinematics(geo, geo.tracks[i]).displacement_m / duration for i in ids}
     n_moving = sum(s >= th.still_speed for s in speeds.values())
     marks = ", ".join(f"<R{j + 1}>" for j in range(len(ids)))
     counts = tuple(str(n) for n in range(0, max(len(ids) + 2, 5)))
@@ -199,7 +203,7 @@ def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absen
         "counting:moving:all", "counting", "moving", tuple(ids), "How many objects move during the video?",
         f"How many of the marked objects {marks} move during the video?", "choice", str(n_moving), counts,
         clear=not any(_between(s, th.still_speed, th.margin) for s in speeds.values()),
-        computation="average speeds: " + ", ".join(f"{labels[i]} {speeds[i]:.2f} m/s" for i in ids)
+        computation="net speeds (displacement / duration): " + ", ".join(f"{labels[i]} {speeds[i]:.2f} m/s" for i in ids)
         + f"; moving means >= {th.still_speed:.2f} m/s"))
 
     cam = camera_kinematics(geo)
