@@ -1,0 +1,52 @@
+"""The `mllm4d` CLI: stage commands on the smoke preset, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.cli import main
+from tests.conftest import SMOKE
+
+
+@pytest.fixture()
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLLM4D_PARENT_RUN_ID", raising=False)
+    return tmp_path
+
+
+def test_stage_commands_chain(in_tmp, capsys):
+    base = ["--params", str(SMOKE), "--quiet", "-S", "scenes.num_clips=6"]
+    assert main(base + ["scenes", "--out", "data/scenes"]) == 0
+    assert main(base + ["curate", "--clips", "data/scenes", "--out", "data/curated"]) == 0
+    assert main(base + ["validate", "--curated", "data/curated", "--report", "reports/quality"]) == 0
+    out = capsys.readouterr().out
+    assert "rendered 6 clips" in out and "data gate passed" in out
+    assert json.loads((in_tmp / "reports/curation.json").read_text())["records.bench"] > 0
+    assert (in_tmp / "mlflow.db").is_file()  # the default tracking store, in the project root
+
+    # A failed gate is exit code 1 with every failed expectation named.
+    rc = main(base + ["-S", "quality.min_records_per_split=100000", "validate", "--curated", "data/curated"])
+    assert rc == 1
+    assert "min_records_per_split" in capsys.readouterr().err
+
+
+def test_unknown_param_is_exit_2_naming_the_key(in_tmp, capsys):
+    assert main(["--params", str(SMOKE), "-S", "scenes.num_clipz=3", "scenes"]) == 2
+    assert "scenes.num_clipz" in capsys.readouterr().err
+
+
+def test_missing_clip_folder_is_a_clear_error(in_tmp, capsys):
+    assert main(["--params", str(SMOKE), "--quiet", "curate", "--clips", "nowhere"]) == 1
+    assert "clip root not found: nowhere" in capsys.readouterr().err
+
+
+def test_help_for_every_stage(capsys):
+    for command in ("scenes", "curate", "validate", "pipeline"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+    assert "--out" in capsys.readouterr().out
