@@ -34,8 +34,8 @@ NUMERIC_CORRECT_MRA = 0.5
 
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _PHRASE = re.compile(r"\banswer(?:\s+is\b|\s*:)", re.IGNORECASE)
-_LONE_LETTER = re.compile(r"\W*(?:option\s+)?([A-E])\W*", re.IGNORECASE if False else 0)
-_LEADING_LETTER = re.compile(r"\W*(?:option\s+)?([A-E])(?:[.):]|\s+[-–])\s*\S")
+_LONE_LETTER = re.compile(r"\W*(?:(?i:option)\s+)?([A-E])\W*")
+_LEADING_LETTER = re.compile(r"\W*(?:(?i:option)\s+)?([A-E])(?:[.):]|\s+[-–])\s*\S")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 

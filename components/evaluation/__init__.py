@@ -1,0 +1,29 @@
+"""Benchmark readers, deterministic answer extraction, metrics with bootstrap CIs, the harness, reports.
+
+Model-agnostic: generation is a callable the caller injects (``harness.GenerateFn``); nothing here
+imports a model, a trainer or MLflow.
+"""
+
+from components.evaluation.answers import ExtractedAnswer, extract_answer, is_correct
+from components.evaluation.harness import EvalResult, GenerateFn, evaluate
+from components.evaluation.metrics import bootstrap_ci, mean_relative_accuracy, random_baseline, score
+from components.evaluation.readers import read_ego_st, read_r4d_bench, read_vlm4d
+from components.evaluation.report import comparison_table, write_report
+
+__all__ = [
+    "EvalResult",
+    "ExtractedAnswer",
+    "GenerateFn",
+    "bootstrap_ci",
+    "comparison_table",
+    "evaluate",
+    "extract_answer",
+    "is_correct",
+    "mean_relative_accuracy",
+    "random_baseline",
+    "read_ego_st",
+    "read_r4d_bench",
+    "read_vlm4d",
+    "score",
+    "write_report",
+]

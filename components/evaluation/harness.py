@@ -1,0 +1,100 @@
+"""The evaluation harness: run a model over benchmark records, score it, and put it beside baselines.
+
+Model-agnostic by construction: generation is a callable injected by the caller,
+``generate(batch, blind) -> completions``, one completion per record, in order. ``blind=True`` asks
+the caller's model to answer with its frames blanked (same prompt, same number of images): the blind
+row measures what the questions give away without vision, the random row what uniform guessing
+scores. A model that does not beat its own blind row has learned the text, not the video.
+
+The caller owns prompting, frame loading, decoding settings and batching inside the model;
+this module owns batching across records, scoring (``metrics.score``) and the reports
+(``report.write_report``, ``report.comparison_table``, re-exported here).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from components.evaluation.metrics import check_records, random_metrics, score
+from components.evaluation.report import comparison_table, write_report
+
+log = logging.getLogger(__name__)
+
+GenerateFn = Callable[[list[dict], bool], list[str]]
+
+__all__ = ["EvalResult", "GenerateFn", "comparison_table", "evaluate", "write_report"]
+
+
+@dataclass
+class EvalResult:
+    # {"model": aggregates, "blind": aggregates | None, "random": aggregates}; see metrics.score.
+    metrics: dict
+    # One dict per record: id, category, prompt_variant, answer_type, answer, output, extracted,
+    # correct, mra, score, and "blind" ({output, extracted, correct, mra, score}) when it was run.
+    predictions: list[dict]
+
+
+def _generate_all(
+    records: list[dict], generate: GenerateFn, batch_size: int, blind: bool, progress: bool
+) -> list[str]:
+    outputs: list[str] = []
+    label = "blind" if blind else "model"
+    starts = range(0, len(records), batch_size)
+    for start in tqdm(starts, desc=f"evaluate ({label})", unit="batch", disable=not progress):
+        batch = records[start : start + batch_size]
+        got = list(generate(batch, blind))
+        if len(got) != len(batch):
+            raise ValueError(
+                f"generate returned {len(got)} completions for a batch of {len(batch)} "
+                f"(blind={blind}, records {batch[0]['id']}..{batch[-1]['id']}): it must return one per record"
+            )
+        bad = [type(o).__name__ for o in got if not isinstance(o, str)]
+        if bad:
+            raise TypeError(f"generate must return strings, got {', '.join(sorted(set(bad)))}")
+        outputs.extend(got)
+    return outputs
+
+
+def _headline(name: str, metrics: dict) -> str:
+    overall = metrics["overall"]
+    return f"{name} {overall['value']:.3f} [{overall['ci'][0]:.3f}, {overall['ci'][1]:.3f}]"
+
+
+def evaluate(
+    records: list[dict],
+    generate: GenerateFn,
+    *,
+    batch_size: int,
+    blind_baseline: bool = True,
+    progress: bool = True,
+) -> EvalResult:
+    """Generate for every record (and blind, if asked), score both, and add the random baseline."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not records:
+        raise ValueError("no records to evaluate")
+    check_records(records)  # before spending any generation time
+    started = time.perf_counter()
+    model = score(records, _generate_all(records, generate, batch_size, False, progress))
+    blind = None
+    if blind_baseline:
+        blind = score(records, _generate_all(records, generate, batch_size, True, progress))
+    predictions = model.pop("per_record")
+    if blind is not None:
+        keep = ("output", "extracted", "correct", "mra", "score")
+        for row, blind_row in zip(predictions, blind.pop("per_record")):
+            row["blind"] = {k: blind_row[k] for k in keep}
+    metrics = {"model": model, "blind": blind, "random": random_metrics(records)}
+    log.info(
+        "evaluated %d records in %.1f s: %s",
+        len(records),
+        time.perf_counter() - started,
+        "; ".join(_headline(n, m) for n, m in (("model", model), ("blind", blind)) if m is not None)
+        + f"; random {metrics['random']['overall']['value']:.3f}",
+    )
+    return EvalResult(metrics=metrics, predictions=predictions)
