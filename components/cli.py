@@ -46,10 +46,38 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
     s.add_argument("--report", type=Path, default=Path("reports/quality"))
 
+    s = sub.add_parser("base-model", help="build the tiny model (local tokenizer) or validate a checkpoint")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--out", type=Path, default=Path("models/base"))
+
+    s = sub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer) + the training gate")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--base", type=Path, default=Path("models/base"))
+    s.add_argument("--out", type=Path, default=Path("models/sft"))
+
+    s = sub.add_parser("evaluate", help="evaluate a checkpoint on the bench split (with blind and random)")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--model", type=Path, required=True, help="a model folder (models/base, models/sft/model)")
+    s.add_argument("--name", required=True, help="checkpoint name in reports (zero_shot, sft, ...)")
+    s.add_argument("--out", type=Path, help="default: reports/eval/NAME")
+    s.add_argument("--register", action="store_true", help="register in MLflow with alias challenger")
+
+    s = sub.add_parser("compare", help="the comparison table across evaluated checkpoints")
+    s.add_argument("metrics", nargs="+", metavar="NAME=reports/eval/NAME/metrics.json")
+    s.add_argument("--out", type=Path, default=Path("reports/comparison.md"))
+
     s = sub.add_parser("pipeline", help="the whole chain as a Prefect flow, one MLflow parent run")
     s.add_argument("--data", type=Path, default=Path("data"), help="data root (scenes/, curated/)")
     s.add_argument("--reports", type=Path, default=Path("reports"))
+    s.add_argument("--models", type=Path, default=Path("models"))
     return p
+
+
+def _name_path(arg: str) -> tuple[str, Path]:
+    name, sep, path = arg.partition("=")
+    if not sep:
+        raise ValueError(f"compare takes NAME=PATH pairs, got {arg!r}")
+    return name, Path(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imports per command: the heavy stacks (Prefect, GX) load only when a command needs them.
     from components import stages
     from components.quality import GateFailed
+    from components.training.gate import TrainingGateFailed
 
     try:
         if args.command == "scenes":
@@ -81,13 +110,34 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "validate":
             report = stages.validate(params, args.curated, args.report, root=root)
             print(report.summary())
+        elif args.command == "base-model":
+            path = stages.base_model(params, args.curated, args.out, root=root)
+            print(f"base model: {path}")
+        elif args.command == "sft":
+            result = stages.sft(params, args.curated, args.base, args.out, root=root, progress=progress)
+            print(f"sft: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
+                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
+        elif args.command == "evaluate":
+            out = args.out or Path("reports/eval") / args.name
+            metrics = stages.evaluate(params, args.curated, args.model, out, name=args.name, root=root,
+                                      register=args.register, progress=progress)
+            print(f"{args.name}: accuracy {metrics['model']['overall']['value']:.3f} -> {out / 'report.md'}")
+        elif args.command == "compare":
+            from components.evaluation.report import comparison_table
+            from components.io import write_text
+
+            files = dict(_name_path(m) for m in args.metrics)
+            table = comparison_table(files)
+            write_text(args.out, table + "\n")
+            print(table)
         elif args.command == "pipeline":
             from flows.pipeline import pipeline
 
             summary = pipeline(params_path=str(args.params), overrides=list(args.overrides),
-                               data_root=str(args.data), reports_root=str(args.reports))
+                               data_root=str(args.data), reports_root=str(args.reports),
+                               models_root=str(args.models))
             print(summary)
-    except GateFailed as exc:
+    except (GateFailed, TrainingGateFailed) as exc:
         print(f"mllm4d: {exc}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as exc:

@@ -162,11 +162,184 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class TinyModelConfig:
+    """Sizes of the random-init Qwen2.5-VL built when ``model.source`` is ``"tiny"``. The merger's
+    output size is the text ``hidden_size`` (Qwen2.5-VL adds image embeddings into the text stream)."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 256
+    vocab_size: int = 1024  # BPE vocabulary asked of the tokenizer trainer (templated texts may give fewer)
+    vision_depth: int = 2
+    vision_hidden_size: int = 64
+    vision_heads: int = 4
+    vision_intermediate_size: int = 128
+    patch_size: int = 14
+    spatial_merge_size: int = 2
+    temporal_patch_size: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vision_depth",
+                     "vision_hidden_size", "vision_heads", "vision_intermediate_size", "patch_size",
+                     "spatial_merge_size", "temporal_patch_size"):
+            if getattr(self, name) < 1:
+                raise ParamsError(f"model.tiny.{name} must be >= 1")
+        # M-RoPE splits each text head's rotary half into (time, height, width) sections: head_dim % 8.
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 8:
+            raise ParamsError("model.tiny.hidden_size / num_heads must be a whole multiple of 8 (M-RoPE sections); "
+                              "e.g. hidden_size 128 with 4 heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ParamsError("model.tiny.num_heads must be a multiple of num_kv_heads (grouped-query attention)")
+        # The vision rotary embedding splits each head in (height, width) halves: head_dim % 4.
+        if self.vision_hidden_size % self.vision_heads or (self.vision_hidden_size // self.vision_heads) % 4:
+            raise ParamsError("model.tiny.vision_hidden_size / vision_heads must be a whole multiple of 4 "
+                              "(2D rotary embedding); e.g. 64 with 4 heads")
+        if self.vocab_size < 512:
+            raise ParamsError("model.tiny.vocab_size must be >= 512 (256 byte symbols + specials + merges)")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ParamsError("model.lora.r and model.lora.alpha must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ParamsError("model.lora.dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainableConfig:
+    """Which parts train (torchtune's ``encoder_trainable``). Default: 4D-RGPT Tab. 7's best setting,
+    vision tower frozen, projector and LLM trained in full."""
+
+    vision: Literal["frozen", "full", "lora"] = "frozen"
+    projector: Literal["frozen", "full"] = "full"
+    llm: Literal["frozen", "full", "lora"] = "full"
+
+    def __post_init__(self) -> None:
+        if (self.vision, self.projector, self.llm) == ("frozen", "frozen", "frozen"):
+            raise ParamsError("model.trainable: every part is frozen, so nothing would train; "
+                              "set llm (or projector / vision) to full or lora")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model and how records become its inputs (``components.models``).
+
+    ``source`` is ``"tiny"`` (a random-init Qwen2.5-VL of ``tiny``'s sizes, built with a local tokenizer)
+    or a local folder / pre-downloaded hub name of a Qwen2.5-VL or Qwen3-VL checkpoint."""
+
+    source: str = "tiny"
+    seed: int = 0
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    num_frames: int = 4  # of a record's frames, picked uniformly with the first and the last
+    frame_size: int = 56  # square side in pixels, a multiple of patch_size * spatial_merge_size
+    # "images": one image per frame (both TRL trainers pass them to the loss); "video": one video input.
+    visual_input: Literal["images", "video"] = "images"
+    # "text": answer with the option's text. A random-init model cannot bind letters to shuffled
+    # options in a CPU budget (STACK.md), so the tiny presets answer with the text; checkpoints: "letter".
+    answer_format: Literal["letter", "text"] = "text"
+    with_cot: bool = False  # assistant target: the ST-CoT (True) or only <answer>...</answer>
+    trainable: TrainableConfig = field(default_factory=TrainableConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ParamsError("model.source must be 'tiny' or a checkpoint folder / hub name")
+        if self.num_frames < 1:
+            raise ParamsError("model.num_frames must be >= 1")
+        factor = self.tiny.patch_size * self.tiny.spatial_merge_size
+        if self.source == "tiny" and (self.frame_size < factor or self.frame_size % factor):
+            raise ParamsError(f"model.frame_size must be a positive multiple of {factor} (patch_size x "
+                              f"spatial_merge_size), or the processor rescales every frame; e.g. {2 * factor}")
+        if self.visual_input == "video" and self.num_frames % self.tiny.temporal_patch_size:
+            raise ParamsError(f"model.num_frames must be a multiple of temporal_patch_size "
+                              f"({self.tiny.temporal_patch_size}) with visual_input 'video', or the last frame is "
+                              "duplicated to fill a patch; pick an even number")
+        if self.attn_implementation == "flash_attention_2" and self.dtype == "float32":
+            raise ParamsError("model.attn_implementation flash_attention_2 needs dtype bfloat16 or float16; "
+                              "use sdpa for float32")
+
+
+@dataclass(frozen=True)
+class TrainingGateConfig:
+    """The gate after a training stage: loss finite and fallen, the checkpoint reloads and answers."""
+
+    records: int = 16  # bench records the reloaded checkpoint answers
+    min_format_valid: float = 0.5  # share of those answers with a parseable <answer> tag
+    max_new_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_format_valid <= 1.0:
+            raise ParamsError("gate.min_format_valid must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised fine-tuning (``components.training.sft``): TRL's SFTTrainer on the sft split."""
+
+    seed: int = 0
+    max_steps: int = 300
+    batch_size: int = 32
+    grad_accum: int = 1
+    learning_rate: float = 1e-3
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    save_steps: int = 100
+    gradient_checkpointing: bool = False  # GPU only: it slows a CPU run and saves nothing worth having
+    deepspeed: str = ""  # GPU workers: infra/deepspeed/zero2.json or zero3.json
+    gate: TrainingGateConfig = field(default_factory=TrainingGateConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ParamsError("sft.max_steps, batch_size and grad_accum must be >= 1")
+        if not self.learning_rate > 0:
+            raise ParamsError("sft.learning_rate must be > 0")
+        if self.deepspeed and not self.deepspeed.endswith(".json"):
+            raise ParamsError("sft.deepspeed must be a DeepSpeed JSON config path (infra/deepspeed/*.json) or ''")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluation on the bench split (``components.evaluation``)."""
+
+    batch_size: int = 16
+    max_new_tokens: int = 32
+    max_records: int = 0  # 0 = every bench record
+    blind_baseline: bool = True  # the same model with blank frames: beats random but not blind = text priors
+    register: bool = True  # register the evaluated checkpoint in the MLflow registry (alias challenger)
+    registered_model: str = "mllm4d"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_records < 0:
+            raise ParamsError("evaluate.batch_size and max_new_tokens must be >= 1, max_records >= 0")
+
+
+@dataclass(frozen=True)
 class Params:
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     curation: CurationConfig = field(default_factory=CurationConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.num_frames > self.curation.frames_per_record:
+            raise ParamsError(f"model.num_frames ({self.model.num_frames}) exceeds curation.frames_per_record "
+                              f"({self.curation.frames_per_record}): records carry only that many frames")
 
 
 def _build(cls: type, data: Any, where: str, source: str) -> Any:

@@ -7,6 +7,7 @@ a stage does. Only this layer (through ``components.tracking``) talks to MLflow.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -94,3 +95,65 @@ def validate(params: Params, curated: Path, report_dir: Path, *, root: Path) -> 
         if not report.success:
             raise GateFailed(report)
     return report
+
+
+def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
+    """Build the tiny model (tokenizer trained on the curated text) or validate a checkpoint source."""
+    from components.models import build_base_model, tokenizer_corpus
+    from components.training.sft import read_records
+
+    with stage_run("base_model", params.tracking, root, params={"model": asdict(params.model)}) as run:
+        texts = tokenizer_corpus(read_records(Path(curated) / "sft.jsonl", split="sft"), params.model)
+        model_dir = build_base_model(params.model, texts, out)
+        run.log_artifact(model_dir / "meta.json", "base_model")
+        meta = json.loads((model_dir / "meta.json").read_text())
+        run.log_metrics({f"params.{k}": float(v) for k, v in meta.get("parameters", {}).items()
+                         if isinstance(v, (int, float))})
+    return model_dir
+
+
+def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, progress: bool = True):
+    """SFT on the sft split, then the training gate on a few bench records."""
+    from components.training.gate import training_gate
+    from components.training.sft import read_records, run_sft
+
+    with stage_run("sft", params.tracking, root, params={"sft": asdict(params.sft), "model": asdict(params.model)}) as run:
+        run.log_dataset(Path(curated) / "sft.jsonl", name="curated-sft", context="training")
+        result = run_sft(params.sft, params.model, curated, base, out, report_to="mlflow", progress=progress)
+        run.log_metrics({"train_seconds": result.seconds, "train_samples_per_s": result.samples_per_s,
+                         "final_loss": result.losses[-1] if result.losses else float("nan")})
+        run.log_artifact(Path(out) / "meta.json", "sft")
+        bench = read_records(Path(curated) / "bench.jsonl", split="bench")
+        report = training_gate(result.losses, result.model_dir, params.sft.gate, params.model, bench,
+                               Path(out) / "gate.json", raise_on_failure=False)
+        run.log_artifact(Path(out) / "gate.json", "sft")
+        run.log_metrics({"gate_success": float(report["success"]),
+                         "gate_format_valid": report["checks"]["answers_parse"].get("format_valid_rate", 0.0)})
+        if not report["success"]:
+            from components.training.gate import TrainingGateFailed
+
+            raise TrainingGateFailed(report)
+    return result
+
+
+def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name: str, root: Path,
+             register: bool = False, progress: bool = True) -> dict:
+    """Evaluate a checkpoint on the bench split (and blind); optionally register it as ``challenger``."""
+    from components.evaluation.checkpoint import evaluate_checkpoint
+    from components.tracking.registry import register_model
+
+    with stage_run(f"evaluate_{name}", params.tracking, root, params={"evaluate": asdict(params.evaluate)},
+                   tags={"mllm4d.checkpoint": name}) as run:
+        run.log_dataset(Path(curated) / "bench.jsonl", name="curated-bench", context="evaluation")
+        result = evaluate_checkpoint(params.evaluate, params.model, curated, model_dir, out, name=name,
+                                     progress=progress)
+        metrics = {f"{row}.{k}": v for row, agg in result.metrics.items() if agg
+                   for k, v in flatten(agg).items() if k.endswith("value")}
+        run.log_metrics({k.removesuffix(".value"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        run.log_artifacts(Path(out), "evaluation")
+        if register and params.evaluate.register:
+            headline = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("model.") and k.count(".") <= 2}
+            version = register_model(run, Path(model_dir), name=params.evaluate.registered_model,
+                                     alias="challenger", tags=headline)
+            run.set_tags({"mllm4d.registered_version": str(version)})
+    return result.metrics

@@ -1,6 +1,7 @@
 """The ``pipeline`` flow: the whole chain under one MLflow parent run.
 
-For now the chain is curation -> data gate; SFT, P4D, GRPO and evaluation join it as their issues land.
+curation -> data gate -> base model -> SFT -> training gate -> evaluation (zero-shot, SFT, blind,
+random) -> register the SFT checkpoint as ``challenger``. P4D and GRPO join as their issues land.
 """
 
 from __future__ import annotations
@@ -12,20 +13,26 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.common import params_from
 from flows.curation import curation
+from flows.evaluation import evaluation
+from flows.training import training
 from components.config import to_dict
 from components.tracking import pipeline_run
 
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(params_path: str = "params.yaml", overrides: list[str] | None = None, data_root: str = "data",
-             reports_root: str = "reports") -> str:
+             reports_root: str = "reports", models_root: str = "models") -> str:
     params, root = params_from(params_path, overrides)
     with pipeline_run("pipeline", params.tracking, root, params=to_dict(params)) as parent:
         stats = curation(params_path, overrides, data_root, reports_root)
+        checkpoints = training(params_path, overrides, data_root, models_root)
+        table = evaluation(checkpoints, params_path, overrides, data_root, reports_root)
         summary = (
+            f"{table}\n\n"
             f"curated data: {Path(data_root) / 'curated'} ({stats['records']})\n"
             f"data gate report: {Path(reports_root) / 'quality' / 'gate_report.json'} "
             f"(Data Docs: {Path(reports_root) / 'quality' / 'data_docs'})\n"
+            f"checkpoints: {checkpoints}; comparison: {Path(reports_root) / 'comparison.md'}\n"
             f"MLflow parent run: {parent.url()}"
         )
         create_markdown_artifact(key="pipeline-summary", markdown="## Pipeline\n\n" + summary.replace("\n", "\n\n"),

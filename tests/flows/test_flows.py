@@ -27,13 +27,16 @@ def tracking(tmp_path, monkeypatch):
     return uri, [f"tracking.tracking_uri={uri}", f"tracking.artifact_location={tmp_path / 'mlartifacts'}"]
 
 
-def test_pipeline_flow_curates_validates_and_tracks(tmp_path, tracking):
+def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     from flows.pipeline import pipeline
 
     uri, overrides = tracking
     summary = pipeline(params_path=str(SMOKE), overrides=overrides, data_root=str(tmp_path / "data"),
-                       reports_root=str(tmp_path / "reports"))
-    assert "MLflow parent run" in summary
+                       reports_root=str(tmp_path / "reports"), models_root=str(tmp_path / "models"))
+    assert "MLflow parent run" in summary and "| zero_shot |" in summary and "| sft |" in summary
+    assert "| random |" in (tmp_path / "reports/comparison.md").read_text()
+    sft_metrics = json.loads((tmp_path / "reports/eval/sft/metrics.json").read_text())
+    assert sft_metrics["blind"] is not None and sft_metrics["random"] is not None
     gate = json.loads((tmp_path / "reports/quality/gate_report.json").read_text())
     assert gate["success"] is True
     assert (tmp_path / "data/curated/bench.jsonl").stat().st_size > 0
@@ -43,7 +46,12 @@ def test_pipeline_flow_curates_validates_and_tracks(tmp_path, tracking):
     parents = [r for r in runs if r.data.tags.get("mllm4d.pipeline") == "pipeline"]
     assert len(parents) == 1
     children = {r.data.tags["mllm4d.stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert set(children) == {"scenes", "curate", "validate_data"}
+    assert set(children) == {"scenes", "curate", "validate_data", "base_model", "sft", "evaluate_zero_shot",
+                             "evaluate_sft"}
+    assert children["sft"].data.metrics["gate_success"] == 1.0
+    assert "loss" in children["sft"].data.metrics  # transformers' MLflow callback logged into the stage run
+    version = client.get_model_version_by_alias("mllm4d", "challenger")
+    assert version.run_id == children["evaluate_sft"].info.run_id
     curate_run = children["curate"]
     assert curate_run.data.metrics["records.bench"] > 0
     assert curate_run.inputs.dataset_inputs  # curated splits logged as datasets with digests

@@ -1,0 +1,45 @@
+"""Model factory: the tiny random-init Qwen2.5-VL (embedded default) or a Qwen2.5-VL / Qwen3-VL
+checkpoint, its trainable parts, and the record -> model-input encoding shared by training and
+evaluation."""
+
+from components.models.factory import (
+    ModelNotAvailableError,
+    build_base_model,
+    load_model,
+    resolve_source,
+    save_model,
+)
+from components.models.inputs import (
+    IGNORE_INDEX,
+    answer_for,
+    assistant_labels,
+    build_conversation,
+    encode_batch,
+    frames_for,
+    target_text,
+    tokenizer_corpus,
+)
+from components.models.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS, train_tokenizer
+from components.models.trainable import apply_trainable, parameter_counts, part_of
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "IGNORE_INDEX",
+    "SPECIAL_TOKENS",
+    "ModelNotAvailableError",
+    "answer_for",
+    "apply_trainable",
+    "assistant_labels",
+    "build_base_model",
+    "build_conversation",
+    "encode_batch",
+    "frames_for",
+    "load_model",
+    "parameter_counts",
+    "part_of",
+    "resolve_source",
+    "save_model",
+    "target_text",
+    "tokenizer_corpus",
+    "train_tokenizer",
+]

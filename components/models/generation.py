@@ -1,0 +1,32 @@
+"""Batched greedy generation for evaluation and the training gates (the ``GenerateFn`` of the harness).
+
+Left padding (set by ``load_model`` for inference) lets one ``generate`` call continue every row of a
+batch from its last prompt token. ``blind=True`` blanks the frames (same count and size, all black):
+the blind baseline that tells whether a model reads the video or only the question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from components.config import ModelConfig
+from components.models.inputs import encode_batch
+
+
+def make_generate_fn(model, processor, cfg: ModelConfig, *, max_new_tokens: int) -> Callable[[list[dict], bool], list[str]]:  # noqa: ANN001
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "left"
+    model.eval()
+
+    @torch.no_grad()
+    def generate(records: list[dict], blind: bool) -> list[str]:
+        inputs = encode_batch(records, processor, cfg, with_target=False, blank_frames=blind)
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    return generate

@@ -1,0 +1,155 @@
+"""Curated QA records -> chat conversations -> model inputs with labels on the assistant turn only.
+
+Follows the papers' input: R4D-Bench's prompt ("These images are uniformly sampled from a video of N
+seconds", the question, the lettered options), frames picked uniformly with the first and last kept,
+and for region-prompted questions 4D-RGPT's Set-of-Marks image in place of the first frame. The target
+is MLLM-4D's ST-CoT or only its ``<answer>`` tag (``model.with_cot``).
+
+Departures: frames are squashed to ``frame_size`` squares (Qwen keeps the aspect ratio; equal sizes make
+batches uniform and the token count known); with ``answer_format: text`` the answer is the option text,
+not its letter, because a tiny random-init model cannot learn to bind letters to shuffled options on a
+CPU budget (STACK.md). The options are listed either way, so prompts keep the benchmark shape.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import ProcessorMixin
+from transformers.video_utils import VideoMetadata
+
+from components.config import ModelConfig
+from components.curation.exports import prompt_text
+
+_ANSWER_TAG = re.compile(r"<answer>.*?</answer>", re.DOTALL)
+IGNORE_INDEX = -100
+
+
+def frame_indices(num_available: int, num_frames: int) -> list[int]:
+    """``num_frames`` indices spread uniformly over ``num_available``, always the first and the last."""
+    if num_frames > num_available:
+        raise ValueError(f"model.num_frames={num_frames} but the record has {num_available} frames; lower "
+                         "model.num_frames or raise curation.frames_per_record")
+    if num_frames == 1:
+        return [0]
+    return [int(i) for i in np.linspace(0, num_available - 1, num_frames).round()]
+
+
+def frames_for(record: dict, cfg: ModelConfig, *, blank: bool = False) -> list[Image.Image]:
+    """The record's frames for the model, RGB, ``frame_size`` square; the Set-of-Marks image (when the
+    question names regions) replaces the first frame, as the marks are drawn on that frame. ``blank``:
+    the same number of black frames (the blind baseline)."""
+    if blank:
+        return [Image.new("RGB", (cfg.frame_size, cfg.frame_size)) for _ in range(cfg.num_frames)]
+    paths = [record["frame_paths"][i] for i in frame_indices(len(record["frame_paths"]), cfg.num_frames)]
+    if record.get("som_image"):
+        paths[0] = record["som_image"]
+    frames = []
+    for path in paths:
+        with Image.open(path) as image:
+            frames.append(image.convert("RGB").resize((cfg.frame_size, cfg.frame_size), Image.Resampling.BICUBIC))
+    return frames
+
+
+def answer_for(record: dict, cfg: ModelConfig) -> str:
+    """What goes inside ``<answer>``: the letter or the option text (mc), the number as text (numeric)."""
+    if record["answer_type"] == "mc" and cfg.answer_format == "letter":
+        return str(record["answer"])
+    return str(record["answer_text"])
+
+
+def target_text(record: dict, cfg: ModelConfig) -> str:
+    """The assistant turn: the ST-CoT with its ``<answer>`` rewritten to ``answer_for``, or only the tag."""
+    answer = f"<answer>{answer_for(record, cfg)}</answer>"
+    if not cfg.with_cot:
+        return answer
+    cot, n = _ANSWER_TAG.subn(lambda _: answer, record["cot"])
+    if n != 1:
+        raise ValueError(f"record {record['id']}: the ST-CoT has {n} <answer> tags, expected 1")
+    return cot
+
+
+def instruction(record: dict, cfg: ModelConfig) -> str:
+    if record["answer_type"] == "mc":
+        what = "the letter of the correct option" if cfg.answer_format == "letter" else "the text of the correct option"
+    else:
+        what = "a number" + (f" in {record['unit']}" if record.get("unit") else "")
+    if cfg.with_cot:
+        return f"Reason step by step inside <thinking></thinking>, then answer with {what} inside <answer></answer>."
+    return f"Answer with {what} inside <answer></answer>."
+
+
+def build_conversation(record: dict, cfg: ModelConfig, *, with_target: bool) -> list[dict]:
+    """The chat messages for a record: the user turn (frames + prompt), then the target when asked."""
+    visual = [{"type": "video"}] if cfg.visual_input == "video" else [{"type": "image"} for _ in range(cfg.num_frames)]
+    text = prompt_text(record) + "\n" + instruction(record, cfg)
+    messages = [{"role": "user", "content": [*visual, {"type": "text", "text": text}]}]
+    if with_target:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": target_text(record, cfg)}]})
+    return messages
+
+
+def tokenizer_corpus(records: Iterable[dict], cfg: ModelConfig) -> list[str]:
+    """Texts to train the tiny model's tokenizer on: every record's prompt and target, as the model sees them."""
+    return [prompt_text(r) + "\n" + instruction(r, cfg) + "\n" + target_text(r, cfg) for r in records]
+
+
+def _video_metadata(record: dict, cfg: ModelConfig) -> VideoMetadata:
+    """The sampled frames as a video of their own: fps from the record's timestamps (Qwen2.5-VL spaces
+    M-RoPE time positions by it; Qwen3-VL writes the timestamps into the prompt)."""
+    times = [record["timestamps"][i] for i in frame_indices(len(record["timestamps"]), cfg.num_frames)]
+    duration = times[-1] - times[0]
+    fps = (len(times) - 1) / duration if duration > 0 else 1.0
+    return VideoMetadata(total_num_frames=len(times), fps=fps, frames_indices=list(range(len(times))))
+
+
+def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """Labels = ``input_ids`` on the last assistant turn (its content and ``<|im_end|>``), -100 elsewhere.
+
+    Found by token ids, not string offsets: the last ``<|im_start|>``, the ``assistant\\n`` header
+    tokens, then up to and including the next ``<|im_end|>``. Works with either padding side.
+    """
+    start_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    header = tokenizer("assistant\n", add_special_tokens=False)["input_ids"]
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for row, ids in enumerate(input_ids.tolist()):
+        starts = [i for i, t in enumerate(ids) if t == start_id]
+        if not starts or ids[starts[-1] + 1 : starts[-1] + 1 + len(header)] != header:
+            raise ValueError(f"batch row {row}: no assistant turn found (expected <|im_start|>assistant\\n)")
+        begin = starts[-1] + 1 + len(header)
+        ends = [i for i in range(begin, len(ids)) if ids[i] == end_id]
+        if not ends:
+            raise ValueError(f"batch row {row}: the assistant turn has no <|im_end|> (truncated?)")
+        labels[row, begin : ends[0] + 1] = input_ids[row, begin : ends[0] + 1]
+    return labels
+
+
+def encode_batch(records: list[dict], processor: ProcessorMixin, cfg: ModelConfig, *, with_target: bool,
+                 blank_frames: bool = False) -> dict[str, torch.Tensor]:
+    """Model inputs for ``records``: ``input_ids``, ``attention_mask``, pixel tensors and grids, and with
+    ``with_target`` the ``labels`` (right padding); without, a generation prompt (left padding), so
+    ``model.generate(**batch)`` continues every row from its last token."""
+    texts = [
+        processor.apply_chat_template(build_conversation(r, cfg, with_target=with_target), tokenize=False,
+                                      add_generation_prompt=not with_target)
+        for r in records
+    ]
+    frames = [frames_for(r, cfg, blank=blank_frames) for r in records]
+    visual: dict = {"images": frames}
+    if cfg.visual_input == "video":
+        # frames are already picked: the processor must not resample them (Qwen3-VL's default would)
+        metadata = [_video_metadata(r, cfg) for r in records]
+        visual = {"videos": frames, "videos_kwargs": {"video_metadata": metadata, "do_sample_frames": False}}
+    batch = processor(text=texts, **visual, padding=True, padding_side="right" if with_target else "left",
+                      return_tensors="pt")
+    out = {key: value for key, value in batch.items() if isinstance(value, torch.Tensor)}
+    if with_target:
+        labels = assistant_labels(out["input_ids"], processor.tokenizer)
+        labels[out["attention_mask"] == 0] = IGNORE_INDEX
+        out["labels"] = labels
+    return out

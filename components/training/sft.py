@@ -1,0 +1,145 @@
+"""Supervised fine-tuning: TRL's ``SFTTrainer`` on the ``sft`` split, loss on the assistant turn only.
+
+Composition, not copies: the trainer is TRL's; what this module adds is the data path (records ->
+``components.models.encode_batch`` in a collator, so the frames reach the loss as images, which TRL's
+own video path would drop: STACK.md), the lineage file and the training gate.
+
+Departures from the papers: MLLM-4D and 4D-RGPT fine-tune 7-8B Qwen-VL checkpoints on millions of QA
+pairs on GPUs; the embedded default trains a tiny random-init model of the same architecture on the
+CPU. The same function runs on GPU workers under ``accelerate launch`` with ``sft.deepspeed`` pointing
+at ``infra/deepspeed/zero{2,3}.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig as TRLSFTConfig
+from trl import SFTTrainer
+
+from components.config import ModelConfig, SFTConfig
+from components.curation.schema import RECORD_FIELDS
+from components.io import file_digest, read_jsonl, write_json
+from components.models import apply_trainable, load_model
+from components.models.factory import save_model
+from components.models.inputs import encode_batch
+from components.training.callbacks import ThroughputCallback
+from components.training.gate import loss_curve
+
+log = logging.getLogger(__name__)
+
+
+def read_records(path: Path, *, split: str) -> list[dict]:
+    """A split's records, checked against the contract before any compute is spent."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{split} records not found: {path}")
+    records = read_jsonl(path)
+    if not records:
+        raise ValueError(f"{path}: no records in the {split} split")
+    for i, r in enumerate(records, 1):
+        unknown, missing = set(r) - set(RECORD_FIELDS), set(RECORD_FIELDS) - set(r)
+        if unknown or missing:
+            raise ValueError(f"{path}:{i}: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
+    return records
+
+
+class RecordCollator:
+    """Dataset rows hold one JSON record each; a batch becomes model inputs with assistant-only labels."""
+
+    def __init__(self, processor, cfg: ModelConfig) -> None:  # noqa: ANN001 (any Qwen-VL processor)
+        self.processor, self.cfg = processor, cfg
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        return encode_batch([json.loads(r["record"]) for r in rows], self.processor, self.cfg, with_target=True)
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    losses: list[float]
+    steps: int
+    seconds: float
+    samples_per_s: float
+    train_metrics: dict
+
+
+def trl_args(cfg: SFTConfig, model_cfg: ModelConfig, out: Path, *, report_to: str, progress: bool) -> TRLSFTConfig:
+    cuda = torch.cuda.is_available()
+    return TRLSFTConfig(
+        output_dir=str(out / "checkpoints"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=int(cfg.warmup_ratio * cfg.max_steps),
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=cfg.seed,
+        report_to=report_to,
+        # TRL defaults to bf16 and gradient checkpointing; neither helps (or works) on a CPU.
+        use_cpu=not cuda,
+        bf16=cuda and model_cfg.dtype == "bfloat16",
+        gradient_checkpointing=cfg.gradient_checkpointing and cuda,
+        deepspeed=cfg.deepspeed or None,
+        # Our collator builds inputs and labels from the records: TRL must not tokenise or drop the column.
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        max_length=None,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+    )
+
+
+def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: Path, out: Path, *,
+            report_to: str = "none", progress: bool = True) -> TrainResult:
+    """Fine-tune ``base_model`` on ``curated/sft.jsonl``; resumes from the last checkpoint in ``out``."""
+    set_seed(cfg.seed)
+    data = Path(curated) / "sft.jsonl"
+    records = read_records(data, split="sft")
+    model, processor = load_model(base_model, model_cfg, for_training=True)
+    model = apply_trainable(model, model_cfg)
+    dataset = Dataset.from_dict({"record": [json.dumps(r) for r in records]})
+    args = trl_args(cfg, model_cfg, Path(out), report_to=report_to, progress=progress)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(processor, model_cfg),
+        processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum)],
+    )
+    checkpoints = Path(out) / "checkpoints"
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    model_dir = save_model(trainer.model, processor, Path(out) / "model")  # LoRA merged: base architecture
+    losses = loss_curve(trainer.state.log_history)
+    write_json(Path(out) / "meta.json", {
+        "stage": "sft",
+        "config": {"sft": asdict(cfg), "model": asdict(model_cfg)},
+        "inputs": {"records": {"path": str(data), "sha256": file_digest(data)},
+                   "base_model": {"path": str(base_model), "meta": _meta_digest(Path(base_model))}},
+        "resumed_from": resume,
+        "steps": trainer.state.global_step,
+        "losses": losses,
+        "train_metrics": output.metrics,
+    })
+    return TrainResult(model_dir, losses, trainer.state.global_step, seconds,
+                       output.metrics.get("train_samples_per_second", math.nan), output.metrics)
+
+
+def _meta_digest(model_dir: Path) -> str | None:
+    meta = model_dir / "meta.json"
+    return file_digest(meta) if meta.is_file() else None

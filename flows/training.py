@@ -1,0 +1,37 @@
+"""The ``training`` flow: base model -> SFT -> training gate (P4D and GRPO join in later issues).
+
+Each task is a stage function the CLI and ``dvc repro`` call too; a failed gate raises and fails the flow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import params_from
+
+from components import stages  # noqa: E402
+from components.config import Params
+
+
+@task(cache_policy=NO_CACHE)
+def base_model_task(params: Params, curated: Path, out: Path, root: Path) -> Path:
+    return stages.base_model(params, curated, out, root=root)
+
+
+@task(cache_policy=NO_CACHE)
+def sft_task(params: Params, curated: Path, base: Path, out: Path, root: Path) -> Path:
+    return stages.sft(params, curated, base, out, root=root).model_dir
+
+
+@flow(name="training", log_prints=True)
+def training(params_path: str = "params.yaml", overrides: list[str] | None = None, data_root: str = "data",
+             models_root: str = "models") -> dict[str, str]:
+    """Returns the checkpoints by name, for the evaluation flow."""
+    params, root = params_from(params_path, overrides)
+    curated, models = Path(data_root) / "curated", Path(models_root)
+    base = base_model_task(params, curated, models / "base", root)
+    sft = sft_task(params, curated, base, models / "sft", root)
+    return {"zero_shot": str(base), "sft": str(sft)}

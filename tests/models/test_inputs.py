@@ -1,0 +1,112 @@
+"""Records -> frames, conversations, model inputs; labels cover exactly the assistant turn."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from components.curation.cot import parse_cot
+from components.models import (
+    IGNORE_INDEX,
+    answer_for,
+    build_conversation,
+    encode_batch,
+    frames_for,
+    load_model,
+    target_text,
+)
+from components.models.inputs import frame_indices
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_base, model_cfg):
+    return load_model(tiny_base, model_cfg)[1]
+
+
+def test_frame_indices_keep_first_and_last():
+    assert frame_indices(8, 4) == [0, 2, 5, 7]
+    assert frame_indices(4, 2) == [0, 3]
+    assert frame_indices(4, 4) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="num_frames=5.*4 frames"):
+        frame_indices(4, 5)
+
+
+def test_frames_are_resized_and_som_replaces_the_first(records, model_cfg):
+    plain, region = records[0], records[1]
+    cfg = dataclasses.replace(model_cfg, num_frames=3)
+    frames = frames_for(plain, cfg)
+    assert len(frames) == 3 and all(f.size == (cfg.frame_size, cfg.frame_size) and f.mode == "RGB" for f in frames)
+    last = Image.open(plain["frame_paths"][-1]).convert("RGB").resize(frames[-1].size, Image.Resampling.BICUBIC)
+    assert np.array_equal(np.asarray(frames[-1]), np.asarray(last))
+    som = Image.open(region["som_image"]).convert("RGB").resize(frames[0].size, Image.Resampling.BICUBIC)
+    assert np.array_equal(np.asarray(frames_for(region, cfg)[0]), np.asarray(som))
+
+
+def test_conversation_shape_and_answer_formats(records, model_cfg):
+    mc = records[0]
+    user, assistant = build_conversation(mc, model_cfg, with_target=True)
+    assert [item["type"] for item in user["content"]] == ["image"] * model_cfg.num_frames + ["text"]
+    prompt = user["content"][-1]["text"]
+    assert "(A) " in prompt and "(D) " in prompt and "text of the correct option" in prompt  # options still listed
+    assert assistant["content"][0]["text"] == f"<answer>{mc['answer_text']}</answer>"
+    letter = dataclasses.replace(model_cfg, answer_format="letter", visual_input="video")
+    (user,) = build_conversation(mc, letter, with_target=False)
+    assert [item["type"] for item in user["content"]] == ["video", "text"]
+    assert answer_for(mc, letter) == mc["answer"] and "letter" in user["content"][-1]["text"]
+    numeric = records[2]
+    assert answer_for(numeric, letter) == numeric["answer_text"]
+
+
+@pytest.mark.parametrize("answer_format", ["letter", "text"])
+def test_cot_target_keeps_the_reasoning_and_rewrites_the_answer(records, model_cfg, answer_format):
+    cfg = dataclasses.replace(model_cfg, with_cot=True, answer_format=answer_format)
+    for record in records:
+        parsed = parse_cot(target_text(record, cfg))
+        assert parsed is not None and parsed.answer == answer_for(record, cfg)
+        assert parsed.thinking == parse_cot(record["cot"]).thinking
+        assert "Reason step by step" in build_conversation(record, cfg, with_target=False)[0]["content"][-1]["text"]
+
+
+@pytest.mark.parametrize("visual_input", ["images", "video"])
+def test_labels_cover_only_the_assistant_turn(records, model_cfg, processor, visual_input):
+    # mixed target lengths (CoT and answer-only rows would differ; here the records differ) and right padding
+    cfg = dataclasses.replace(model_cfg, with_cot=True, visual_input=visual_input)
+    batch = encode_batch(records, processor, cfg, with_target=True)
+    tokenizer = processor.tokenizer
+    assert batch["attention_mask"][:, 0].all() and not batch["attention_mask"].all()  # right padded
+    for row, record in enumerate(records):
+        kept = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX]
+        assert tokenizer.decode(kept) == target_text(record, cfg) + "<|im_end|>"
+        # the unmasked tokens are one contiguous run ending at the first <|im_end|> after the header
+        where = (batch["labels"][row] != IGNORE_INDEX).nonzero().flatten()
+        assert (where.diff() == 1).all()
+    key = "pixel_values" if visual_input == "images" else "pixel_values_videos"
+    assert key in batch and batch[key].dtype == torch.float32
+
+
+def test_labels_match_the_templates_assistant_mask(records, model_cfg, processor):
+    """TRL's assistant_only_loss reads the template's {% generation %} mask: it must agree with ours.
+    This is the call TRL 1.16's vision collator makes (images injected into the messages)."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    batch = encode_batch(records[:2], processor, model_cfg, with_target=True)
+    convs = [prepare_multimodal_messages(build_conversation(r, model_cfg, with_target=True), images=frames_for(r, model_cfg))
+             for r in records[:2]]
+    trl = processor.apply_chat_template(convs, tokenize=True, return_dict=True, return_tensors="pt",
+                                        return_assistant_tokens_mask=True,
+                                        processor_kwargs={"padding": True, "padding_side": "right"})
+    assert torch.equal(trl["input_ids"], batch["input_ids"])
+    assert torch.equal(trl["pixel_values"], batch["pixel_values"])
+    assert torch.equal(trl["assistant_masks"].bool(), batch["labels"] != IGNORE_INDEX)
+
+
+def test_generation_batch_is_left_padded_and_ends_with_the_header(records, model_cfg, processor):
+    batch = encode_batch(records, processor, model_cfg, with_target=False)
+    assert "labels" not in batch
+    assert batch["attention_mask"][:, -1].all() and not batch["attention_mask"].all()  # left padded
+    header = processor.tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    assert (batch["input_ids"][:, -len(header):] == torch.tensor(header)).all()

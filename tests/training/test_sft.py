@@ -1,0 +1,102 @@
+"""SFT composes TRL's SFTTrainer on the tiny model: parameters change, the loss falls, the frozen vision
+tower stays put, training resumes from a checkpoint, bad input fails before compute, the gate judges."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from components.models import build_base_model, tokenizer_corpus
+from components.io import read_jsonl
+from components.training.gate import TrainingGateFailed, training_gate
+from components.training.sft import run_sft, trl_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, smoke_params, smoke_curated) -> Path:
+    curated, _ = smoke_curated
+    texts = tokenizer_corpus(read_jsonl(curated / "sft.jsonl"), smoke_params.model)
+    return build_base_model(smoke_params.model, texts, tmp_path_factory.mktemp("base") / "base")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, smoke_params, smoke_curated, base):
+    curated, _ = smoke_curated
+    cfg = replace(smoke_params.sft, max_steps=12, batch_size=4, logging_steps=2, save_steps=6)
+    out = tmp_path_factory.mktemp("sft")
+    return run_sft(cfg, smoke_params.model, curated, base, out, progress=False), out
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_sft_changes_trainable_parts_only_and_loss_falls(trained, base):
+    result, out = trained
+    assert result.steps == 12 and len(result.losses) == 6
+    assert result.losses[-1] < result.losses[0]
+    before, after = _weights(base), _weights(result.model_dir)
+    assert before.keys() == after.keys()  # the base architecture, nothing added
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(".merger." in k for k in changed), "the projector did not train"
+    assert any(k.startswith("model.layers.") for k in changed), "the LLM did not train"
+    assert not any(k.startswith("visual.") and ".merger." not in k for k in changed), "frozen vision moved"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["inputs"]["records"]["sha256"] and meta["steps"] == 12
+
+
+def test_sft_resumes_from_the_last_checkpoint(trained, smoke_params, smoke_curated, base):
+    result, out = trained
+    curated, _ = smoke_curated
+    cfg = replace(smoke_params.sft, max_steps=14, batch_size=4, logging_steps=2, save_steps=6)
+    resumed = run_sft(cfg, smoke_params.model, curated, base, out, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["resumed_from"].endswith("checkpoint-12") and resumed.steps == 14
+
+
+def test_bad_input_fails_before_compute(tmp_path, smoke_params, smoke_curated, base):
+    curated, _ = smoke_curated
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "sft.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no records"):
+        run_sft(smoke_params.sft, smoke_params.model, empty, base, tmp_path / "o1")
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    row = read_jsonl(curated / "sft.jsonl")[0] | {"surprise": 1}
+    (odd / "sft.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=r"sft\.jsonl:1: unknown fields \['surprise'\]"):
+        run_sft(smoke_params.sft, smoke_params.model, odd, base, tmp_path / "o2")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_sft(smoke_params.sft, smoke_params.model, curated, tmp_path / "nowhere", tmp_path / "o3")
+
+
+def test_gate_fails_when_loss_did_not_fall(tmp_path, smoke_params, smoke_curated, trained):
+    result, _ = trained
+    curated, _ = smoke_curated
+    bench = read_jsonl(curated / "bench.jsonl")
+    with pytest.raises(TrainingGateFailed, match="loss_fell"):
+        training_gate([5.0, 5.0, 5.1, 5.2], result.model_dir, smoke_params.sft.gate, smoke_params.model, bench,
+                      tmp_path / "gate.json")
+    report = json.loads((tmp_path / "gate.json").read_text())
+    assert report["checks"]["reloads"]["ok"] and not report["checks"]["loss_fell"]["ok"]
+    with pytest.raises(TrainingGateFailed, match="reloads"):
+        training_gate(result.losses, tmp_path / "missing", smoke_params.sft.gate, smoke_params.model, bench,
+                      tmp_path / "gate2.json")
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_configs_parse_and_the_trainer_accepts_them(tmp_path, smoke_params, stage):
+    path = ROOT / "infra" / "deepspeed" / f"zero{stage}.json"
+    assert json.loads(path.read_text())["zero_optimization"]["stage"] == stage
+    cfg = replace(smoke_params.sft, deepspeed=str(path))
+    args = trl_args(cfg, smoke_params.model, tmp_path, report_to="none", progress=False)
+    assert args.hf_deepspeed_config.config["zero_optimization"]["stage"] == stage
+    assert args.hf_deepspeed_config.is_zero3() == (stage == 3)
