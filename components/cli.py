@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from components.config import ParamsError, load_params
+from components.env import apply_quiet_defaults
 
-# Quiet, offline defaults for the libraries; the environment can still override each.
-for _key, _value in {
-    "GX_ANALYTICS_ENABLED": "False",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
-    "TOKENIZERS_PARALLELISM": "false",
-    # Prefect logs every task run at INFO; the console keeps warnings (the UI keeps everything).
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-}.items():
-    os.environ.setdefault(_key, _value)
+# Prefect logs every task run at INFO; the console keeps warnings (the UI keeps everything).
+apply_quiet_defaults(PREFECT_LOGGING_LEVEL="WARNING")
 
 
 def _parser() -> argparse.ArgumentParser:

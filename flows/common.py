@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-for _key, _value in {
-    "GX_ANALYTICS_ENABLED": "False",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
-}.items():
-    os.environ.setdefault(_key, _value)
+from components.env import apply_quiet_defaults
+
+apply_quiet_defaults()
 
 from components.config import Params, load_params  # noqa: E402
 
@@ -27,6 +23,7 @@ def retry_on_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's callb
 
 
 def params_from(params_path: str, overrides: list[str] | None) -> tuple[Params, Path]:
-    """The params and the project root (the folder the params file lives in, as ``dvc repro`` sees it)."""
+    """The params and the project root: the working directory, as ``make run`` and ``dvc repro`` see it
+    (records hold frame paths relative to it)."""
     path = Path(params_path).resolve()
     return load_params(path, overrides or []), Path.cwd()

@@ -3,19 +3,13 @@ SQLite MLflow; quiet, offline library defaults."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-for _key, _value in {
-    "GX_ANALYTICS_ENABLED": "False",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+from components.env import apply_quiet_defaults
+
+apply_quiet_defaults()
 
 from components.config import Params, load_params  # noqa: E402
 

@@ -133,31 +133,27 @@ def read_meta(clip_dir: str | Path) -> ClipMeta:
     return meta
 
 
-def read_rgb(clip_dir: str | Path, relpath: str) -> np.ndarray:
-    """Read one frame as H x W x 3 uint8 RGB; a missing, truncated or unreadable file is a ClipError."""
+def _read_image(clip_dir: str | Path, relpath: str, flags: int, what: str) -> np.ndarray:
     clip = Path(clip_dir)
     path = clip / relpath
     if not path.is_file():
         raise ClipError(clip, relpath, "missing")
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
-        raise ClipError(clip, relpath, "unreadable or truncated image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise ClipError(clip, relpath, f"unreadable or truncated {what}")
+    return image
+
+
+def read_rgb(clip_dir: str | Path, relpath: str) -> np.ndarray:
+    """Read one frame as H x W x 3 uint8 RGB; a missing, truncated or unreadable file is a ClipError."""
+    return cv2.cvtColor(_read_image(clip_dir, relpath, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_mask(clip_dir: str | Path, relpath: str) -> np.ndarray:
-    clip = Path(clip_dir)
-    path = clip / relpath
-    if not path.is_file():
-        raise ClipError(clip, relpath, "missing")
-    data = np.fromfile(path, dtype=np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        raise ClipError(clip, relpath, "unreadable or truncated mask")
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    return mask
+    """Read one instance mask (uint8 ids); a missing or unreadable file is a ClipError."""
+    mask = _read_image(clip_dir, relpath, cv2.IMREAD_UNCHANGED, "mask")
+    return mask[..., 0] if mask.ndim == 3 else mask
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
