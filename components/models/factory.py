@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,7 +41,7 @@ from transformers import (
 from transformers.image_utils import SizeDict
 
 from components.config import ModelConfig, to_dict
-from components.io import write_json
+from components.io import git_commit, write_json
 from components.models.tokenizer import EOS_TOKEN, PAD_TOKEN, train_tokenizer
 from components.models.trainable import parameter_counts
 
@@ -71,15 +70,6 @@ def _atomic_dir(out_dir: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _tiny_config(cfg: ModelConfig, tokenizer: Any) -> Qwen2_5_VLConfig:
@@ -147,7 +137,7 @@ def build_base_model(cfg: ModelConfig, texts: Iterable[str], out_dir: Path) -> P
     out_dir = Path(out_dir)
     texts = list(texts)
     digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()
-    meta: dict[str, Any] = {"source": cfg.source, "seed": cfg.seed, "config": to_dict(cfg), "git_commit": _git_commit(),
+    meta: dict[str, Any] = {"source": cfg.source, "seed": cfg.seed, "config": to_dict(cfg), "git_commit": git_commit(),
                             "texts": {"count": len(texts), "sha256": digest}}
     if cfg.source != "tiny":
         path = resolve_source(cfg.source)

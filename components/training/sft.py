@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import set_seed
+from transformers.integrations import MLflowCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from components.config import ModelConfig, SFTConfig
 from components.curation.schema import RECORD_FIELDS
-from components.io import file_digest, read_jsonl, write_json
+from components.io import file_digest, git_commit, read_jsonl, write_json
 from components.models import apply_trainable, load_model
 from components.models.factory import save_model
 from components.models.inputs import encode_batch
@@ -117,6 +118,10 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
         model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(processor, model_cfg),
         processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum)],
     )
+    # The throughput callback adds samples/s and tokens/s to each log entry; the MLflow callback must see
+    # the entry after it, so it moves to the end of the callback list.
+    if (mlflow_callback := trainer.pop_callback(MLflowCallback)) is not None:
+        trainer.add_callback(mlflow_callback)
     checkpoints = Path(out) / "checkpoints"
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
@@ -129,6 +134,7 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     write_json(Path(out) / "meta.json", {
         "stage": "sft",
         "config": {"sft": asdict(cfg), "model": asdict(model_cfg)},
+        "git_commit": git_commit(),
         "inputs": {"records": {"path": str(data), "sha256": file_digest(data)},
                    "base_model": {"path": str(base_model), "meta": _meta_digest(Path(base_model))}},
         "resumed_from": resume,
