@@ -22,6 +22,7 @@ from components.quality import GateFailed, GateReport, run_data_gate
 from components.scenes import render_scenes
 from components.sources.clip import frame_name, list_clips, read_rgb
 from components.tracking import RunHandle, stage_run
+from components.training.gate import TrainingGateFailed, training_gate
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,6 @@ def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
 
 def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, progress: bool = True):
     """SFT on the sft split, then the training gate on a few bench records."""
-    from components.training.gate import training_gate
     from components.training.sft import read_records, run_sft
 
     with stage_run("sft", params.tracking, root, params={"sft": asdict(params.sft), "model": asdict(params.model)}) as run:
@@ -130,8 +130,6 @@ def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, pro
         run.log_metrics({"gate_success": float(report["success"]),
                          "gate_format_valid": report["checks"]["answers_parse"].get("format_valid_rate", 0.0)})
         if not report["success"]:
-            from components.training.gate import TrainingGateFailed
-
             raise TrainingGateFailed(report)
     return result
 
@@ -147,12 +145,13 @@ def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name:
         run.log_dataset(Path(curated) / "bench.jsonl", name="curated-bench", context="evaluation")
         result = evaluate_checkpoint(params.evaluate, params.model, curated, model_dir, out, name=name,
                                      progress=progress)
-        metrics = {f"{row}.{k}": v for row, agg in result.metrics.items() if agg
-                   for k, v in flatten(agg).items() if k.endswith("value")}
-        run.log_metrics({k.removesuffix(".value"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        # {"model": {"overall": {"value": .., "n": .., "ci": ..}, ...}, "blind": ..} -> "model.overall": ..
+        metrics = {k.removesuffix(".value"): float(v) for k, v in flatten(result.metrics).items()
+                   if k.endswith(".value") and isinstance(v, (int, float))}
+        run.log_metrics(metrics)
         run.log_artifacts(Path(out), "evaluation")
         if register and params.evaluate.register:
-            headline = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("model.") and k.count(".") <= 2}
+            headline = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("model.") and k.count(".") == 1}
             version = register_model(run, Path(model_dir), name=params.evaluate.registered_model,
                                      alias="challenger", tags=headline)
             run.set_tags({"mllm4d.registered_version": str(version)})
