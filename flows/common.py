@@ -8,10 +8,10 @@ from components.env import apply_quiet_defaults
 
 apply_quiet_defaults()
 
-from components.config import Params, load_params  # noqa: E402
+from components.config import Params, load_params
 
 
-def retry_on_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's callback signature)
+def retry_on_io(task, task_run, state) -> bool:
     """Retry a task only when it failed on I/O (a flaky disk or object store), never on a logic error."""
     try:
         state.result()

@@ -10,19 +10,18 @@ import time
 from pathlib import Path
 
 from prefect import flow, task, unmapped
-from prefect.futures import PrefectFutureList, as_completed
-from tqdm import tqdm
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFutureList, as_completed
+from tqdm import tqdm
 
-from flows.common import params_from, retry_on_io
-
-from components import stages  # noqa: E402  (after flows.common set the quiet defaults)
+from components import stages
 from components.config import CurationConfig, Params, ScenesConfig
 from components.curation.clip import ClipResult, curate_clip
 from components.scenes import render_clip
 from components.sources.clip import list_clips
 from components.tracking import stage_run
+from flows.common import params_from, retry_on_io
 
 
 def gather(futures: PrefectFutureList, desc: str) -> list:

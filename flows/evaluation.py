@@ -9,12 +9,11 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import params_from
-
-from components import stages  # noqa: E402
+from components import stages
 from components.config import Params
 from components.evaluation.report import comparison_table
 from components.io import write_text
+from flows.common import params_from
 
 
 @task(cache_policy=NO_CACHE)

@@ -11,12 +11,12 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from components.config import to_dict
+from components.tracking import pipeline_run
 from flows.common import params_from
 from flows.curation import curation
 from flows.evaluation import evaluation
 from flows.training import training
-from components.config import to_dict
-from components.tracking import pipeline_run
 
 
 @flow(name="pipeline", log_prints=True)

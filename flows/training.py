@@ -10,10 +10,9 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import params_from
-
-from components import stages  # noqa: E402
+from components import stages
 from components.config import Params
+from flows.common import params_from
 
 
 @task(cache_policy=NO_CACHE)

@@ -11,7 +11,7 @@ from components.env import apply_quiet_defaults
 
 apply_quiet_defaults()
 
-from components.config import Params, load_params  # noqa: E402
+from components.config import Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "presets" / "smoke.yaml"

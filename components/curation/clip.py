@@ -21,9 +21,9 @@ from components.curation import questions as q
 from components.curation.geometry import (
     Geometry,
     Track,
+    bearing_angles,
     fit_track,
     observe_object,
-    bearing_angles,
     relative_poses,
     to_world,
     yaw_rate,

@@ -24,7 +24,7 @@ import numpy as np
 _VEC = r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]"
 CAMERA_RE = re.compile(r"Camera Center:\s*" + _VEC)
 OBJECT_RE = re.compile(r"Object Center:\s*" + _VEC)
-COT_RE = re.compile(r"^\s*<thinking>(?P<thinking>.*?)</thinking>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
+COT_RE = re.compile(r"^\s*<thinking>(?P<thinking>.*?)</thinking>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)
 
 
 def _vec(v: np.ndarray | list[float]) -> str:

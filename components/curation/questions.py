@@ -198,7 +198,7 @@ def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absen
     speeds = {i: object_kinematics(geo, geo.tracks[i]).displacement_m / duration for i in ids}
     n_moving = sum(s >= th.still_speed for s in speeds.values())
     marks = ", ".join(f"<R{j + 1}>" for j in range(len(ids)))
-    counts = tuple(str(n) for n in range(0, max(len(ids) + 2, 5)))
+    counts = tuple(str(n) for n in range(max(len(ids) + 2, 5)))
     out.append(QuestionSpec(
         "counting:moving:all", "counting", "moving", tuple(ids), "How many objects move during the video?",
         f"How many of the marked objects {marks} move during the video?", "choice", str(n_moving), counts,

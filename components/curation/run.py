@@ -20,7 +20,13 @@ import numpy as np
 from tqdm import tqdm
 
 from components.config import CurationConfig
-from components.curation.assemble import build_records, check_no_leakage, label_agreement, label_questions, letter_counts
+from components.curation.assemble import (
+    build_records,
+    check_no_leakage,
+    label_agreement,
+    label_questions,
+    letter_counts,
+)
 from components.curation.clip import ClipResult, curate_clip
 from components.curation.exports import export_all
 from components.curation.schema import SPLITS

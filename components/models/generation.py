@@ -15,7 +15,7 @@ from components.config import ModelConfig
 from components.models.inputs import encode_batch
 
 
-def make_generate_fn(model, processor, cfg: ModelConfig, *, max_new_tokens: int) -> Callable[[list[dict], bool], list[str]]:  # noqa: ANN001
+def make_generate_fn(model, processor, cfg: ModelConfig, *, max_new_tokens: int) -> Callable[[list[dict], bool], list[str]]:
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     model.eval()

@@ -18,10 +18,10 @@ class ThroughputCallback(TrainerCallback):
         self.samples_per_step = samples_per_step
         self._t = self._step = self._tokens = None
 
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (transformers' signature)
+    def on_train_begin(self, args, state, control, **kwargs):
         self._t, self._step, self._tokens = time.perf_counter(), state.global_step, None
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+    def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or self._t is None or "loss" not in logs:
             return
         now = time.perf_counter()

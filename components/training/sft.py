@@ -56,7 +56,7 @@ def read_records(path: Path, *, split: str) -> list[dict]:
 class RecordCollator:
     """Dataset rows hold one JSON record each; a batch becomes model inputs with assistant-only labels."""
 
-    def __init__(self, processor, cfg: ModelConfig) -> None:  # noqa: ANN001 (any Qwen-VL processor)
+    def __init__(self, processor, cfg: ModelConfig) -> None:
         self.processor, self.cfg = processor, cfg
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:

@@ -116,5 +116,5 @@ def test_curation_is_deterministic(smoke_params, smoke_scenes, smoke_curated, tm
 
     out, _ = smoke_curated
     curate(smoke_scenes, smoke_params.curation, tmp_path, progress=False)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "som_image"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "som_image"} for r in rows]
     assert strip(read_jsonl(tmp_path / "bench.jsonl")) == strip(read_jsonl(out / "bench.jsonl"))

@@ -6,7 +6,14 @@ import pytest
 from components.config import CurationConfig
 from components.curation.assemble import assign_splits, numeric_options
 from components.curation.cot import parse_cot, render_cot
-from components.curation.geometry import Geometry, Track, backproject, fit_track, observe_object, relative_poses
+from components.curation.geometry import (
+    Geometry,
+    Track,
+    backproject,
+    fit_track,
+    observe_object,
+    relative_poses,
+)
 from components.curation.kinematics import camera_kinematics, heading_deg, object_kinematics
 from components.curation.regions import mask_box, rle_decode, rle_encode
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from components.models import build_base_model, tokenizer_corpus
 from components.io import read_jsonl
+from components.models import build_base_model, tokenizer_corpus
 from components.training.gate import TrainingGateFailed, training_gate
 from components.training.sft import run_sft, trl_args
 
