@@ -21,14 +21,14 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
+import cv2
 
-from components.config import load_params  # noqa: E402
-from components.curation.run import curate  # noqa: E402
-from components.curation.stereo import estimate_disparity  # noqa: E402
-from components.io import write_json  # noqa: E402
-from components.scenes import render_scenes  # noqa: E402
-from components.sources.clip import frame_name, list_clips, read_meta, read_rgb  # noqa: E402
+from components.config import load_params
+from components.curation.run import curate
+from components.curation.stereo import estimate_disparity
+from components.io import write_json
+from components.scenes import render_scenes
+from components.sources.clip import frame_name, list_clips, read_meta, read_rgb
 
 OUT = Path(__file__).resolve().parent / "results" / "curation_quality.json"
 
