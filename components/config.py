@@ -250,6 +250,9 @@ class ModelConfig:
     with_cot: bool = False  # assistant target: the ST-CoT (True) or only <answer>...</answer>
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # CPU only: torch threads (0 = torch's default). Tiny models run faster on one thread, and on a shared
+    # 2-core machine two threads per process oversubscribe the cores (measured 5-15x slower SFT).
+    cpu_threads: int = 0
 
     def __post_init__(self) -> None:
         if not self.source.strip():

@@ -79,15 +79,25 @@ def _select(specs: list[QuestionSpec], cap: int, rng: np.random.Generator) -> li
 
 
 def numeric_options(value: float, n: int, rng: np.random.Generator) -> list[float]:
-    """The truth plus ``n - 1`` distractors in [25%, 175%] of it, pairwise >= 20% of the truth apart."""
-    grid = np.round(np.arange(0.25, 1.7501, 0.05), 2)
-    picked = [1.0]
-    for m in rng.permutation(grid):
-        if all(abs(m - p) >= MIN_OPTION_GAP - 1e-9 for p in picked):
-            picked.append(float(m))
+    """The truth plus ``n - 1`` distractors in [25%, 175%] of it, pairwise >= 20% of the truth apart.
+
+    The truth's rank among the options is drawn uniformly first: drawing distractors around the truth
+    would put it in the middle of the range, and "pick the middle value" would beat the benchmark blind.
+    (With 5 options the range holds at most 3 values on each side, so ranks 0 and 4 are redrawn.)
+    """
+    below = np.round(np.arange(0.25, 1.0 - MIN_OPTION_GAP + 1e-9, 0.05), 2)
+    above = np.round(np.arange(1.0 + MIN_OPTION_GAP, 1.7501, 0.05), 2)
+    for _ in range(100):
+        n_below = int(rng.integers(0, n))
+        picked = [1.0]
+        for pool, k in ((below, n_below), (above, n - 1 - n_below)):
+            for m in rng.permutation(pool):
+                if k and all(abs(m - p) >= MIN_OPTION_GAP - 1e-9 for p in picked):
+                    picked.append(float(m))
+                    k -= 1
         if len(picked) == n:
-            break
-    return [value * m for m in picked]
+            return [value * m for m in picked]
+    raise ValueError(f"cannot place {n} options {MIN_OPTION_GAP:.0%} apart in [25%, 175%]")
 
 
 def _fmt(value: float, unit: str | None) -> str:

@@ -263,6 +263,8 @@ def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = Fal
     """
     path = resolve_source(source)
     model_type = _check_folder(path)
+    if cfg.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(cfg.cpu_threads)
     dtype, attn = _DTYPES[cfg.dtype], cfg.attn_implementation
     if not torch.cuda.is_available() and (dtype != torch.float32 or attn == "flash_attention_2"):
         log.warning("no CUDA device: loading %s in float32 with sdpa instead of %s / %s", path, cfg.dtype, attn)

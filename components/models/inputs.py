@@ -14,6 +14,7 @@ CPU budget (STACK.md). The options are listed either way, so prompts keep the be
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterable
 
@@ -49,11 +50,12 @@ def frames_for(record: dict, cfg: ModelConfig, *, blank: bool = False) -> list[I
     paths = [record["frame_paths"][i] for i in frame_indices(len(record["frame_paths"]), cfg.num_frames)]
     if record.get("som_image"):
         paths[0] = record["som_image"]
-    return [_load_frame(str(path), cfg.frame_size) for path in paths]
+    # The modification time is part of the key, so a re-rendered frame is read again.
+    return [_load_frame(str(path), cfg.frame_size, os.stat(path).st_mtime_ns) for path in paths]
 
 
 @functools.lru_cache(maxsize=1024)
-def _load_frame(path: str, size: int) -> Image.Image:
+def _load_frame(path: str, size: int, mtime_ns: int) -> Image.Image:
     """Decode and resize once: every question of a clip shares its frames, and PNG decoding was half of
     the encoding time (profiled). Callers must not modify the returned image (the processor does not)."""
     with Image.open(path) as image:

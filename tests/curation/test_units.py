@@ -119,3 +119,10 @@ def test_splits_are_disjoint_and_cover_every_split():
     counts = {s: list(splits.values()).count(s) for s in ("sft", "rft", "bench")}
     assert counts == {"sft": 6, "rft": 2, "bench": 2}
     assert assign_splits(ids[:3], CurationConfig()).values() and set(assign_splits(ids[:3], CurationConfig()).values()) == {"sft", "rft", "bench"}
+
+
+def test_numeric_truth_rank_is_uniform():
+    rng = np.random.default_rng(0)
+    ranks = [sorted(opts).index(opts[0]) for opts in (numeric_options(1.0, 4, rng) for _ in range(800))]
+    counts = np.bincount(ranks, minlength=4)
+    assert counts.min() > 150, counts  # ~200 each: the truth is not always a middle value
