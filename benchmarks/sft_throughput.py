@@ -42,9 +42,9 @@ def worker(args: argparse.Namespace) -> None:
     from components.training.callbacks import ThroughputCallback
     from components.training.sft import read_records, run_sft
 
-    # ThroughputCallback adds samples_per_s / tokens_per_s to the ``logs`` dict, but Trainer.log has already
-    # copied that dict into state.log_history (and the MLflow callback, registered first, has already sent it):
-    # trainer_state.json never holds them. Record the entries as the callback leaves them.
+    # ThroughputCallback adds samples_per_s / tokens_per_s to the ``logs`` dict that the later callbacks (printer,
+    # MLflow) see, but Trainer.log has already copied that dict into state.log_history: trainer_state.json never
+    # holds them. Record the entries as the callback leaves them.
     entries: list[dict] = []
     original = ThroughputCallback.on_log
 
@@ -156,7 +156,7 @@ def main() -> None:
                        "--threads", str(args.threads)]
                 start = time.perf_counter()
                 env = os.environ | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
-                proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+                proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, env=env)
                 if proc.returncode:
                     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
                     raise SystemExit(f"[{preset}] training subprocess failed ({proc.returncode})")
