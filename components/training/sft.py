@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,9 +124,11 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     if (mlflow_callback := trainer.pop_callback(MLflowCallback)) is not None:
         trainer.add_callback(mlflow_callback)
     checkpoints = Path(out) / "checkpoints"
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if resume:
-        log.info("resuming from %s", resume)
+    # What a checkpoint must share to be resumed; the step budget and logging cadence may change.
+    same = {k: v for k, v in asdict(cfg).items() if k not in ("max_steps", "logging_steps", "save_steps")}
+    inputs = {"records": file_digest(data), "base_model": _meta_digest(Path(base_model)),
+              "config": {"sft": same, "model": asdict(model_cfg)}}
+    resume = _resumable(checkpoints, inputs)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
@@ -144,6 +147,21 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     })
     return TrainResult(model_dir, losses, trainer.state.global_step, seconds,
                        output.metrics.get("train_samples_per_second", math.nan), output.metrics)
+
+
+def _resumable(checkpoints: Path, inputs: dict) -> str | None:
+    """The last checkpoint, if it was trained from the same records, base model and config; otherwise the
+    old checkpoints are removed (resuming them would continue another run) and training starts fresh."""
+    stamp = checkpoints / "inputs.json"
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last and stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(inputs)):
+        log.info("resuming from %s", last)
+        return last
+    if checkpoints.is_dir():
+        log.warning("discarding checkpoints in %s: they come from other inputs or config", checkpoints)
+        shutil.rmtree(checkpoints)
+    write_json(stamp, inputs)
+    return None
 
 
 def _meta_digest(model_dir: Path) -> str | None:

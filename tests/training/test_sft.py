@@ -100,3 +100,12 @@ def test_deepspeed_configs_parse_and_the_trainer_accepts_them(tmp_path, smoke_pa
     args = trl_args(cfg, smoke_params.model, tmp_path, report_to="none", progress=False)
     assert args.hf_deepspeed_config.config["zero_optimization"]["stage"] == stage
     assert args.hf_deepspeed_config.is_zero3() == (stage == 3)
+
+
+def test_checkpoints_of_other_inputs_are_not_resumed(trained, smoke_params, smoke_curated, base, tmp_path):
+    _, out = trained
+    curated, _ = smoke_curated
+    cfg = replace(smoke_params.sft, max_steps=2, batch_size=4, logging_steps=1, save_steps=2, learning_rate=1e-4)
+    run_sft(cfg, smoke_params.model, curated, base, out, progress=False)  # another learning rate
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["resumed_from"] is None and meta["steps"] == 2
