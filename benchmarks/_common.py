@@ -14,21 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-for _key, _value in {
-    "TOKENIZERS_PARALLELISM": "false",
-    "GX_ANALYTICS_ENABLED": "False",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-}.items():
-    os.environ.setdefault(_key, _value)
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from components.env import apply_quiet_defaults
+
+apply_quiet_defaults(HF_HUB_OFFLINE="1", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
 
 
 def loadavg() -> list[float]:

@@ -7,6 +7,7 @@ curating fan out over clips with ``.map``; only I/O errors are retried; a failed
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -47,7 +48,7 @@ def validate_task(params: Params, curated: Path, report_dir: Path, root: Path):
 
 
 def run_scenes(params: Params, out: Path, root: Path) -> list[Path]:
-    with stage_run("scenes", params.tracking, root, params={"scenes": vars(params.scenes)}) as run:
+    with stage_run("scenes", params.tracking, root, params={"scenes": asdict(params.scenes)}) as run:
         start = time.perf_counter()
         futures = render_one.map(unmapped(params.scenes), range(params.scenes.num_clips), unmapped(out))
         clips = [Path(p) for p in gather(futures, "render")]
