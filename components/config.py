@@ -29,6 +29,7 @@ class ScenesConfig:
     num_clips: int = 24
     num_frames: int = 16
     fps: float = 8.0
+    fps_choices: tuple[float, ...] = ()  # non-empty: each clip takes one of these rates (a tuple: hashable)
     width: int = 320
     height: int = 240
     hfov_deg: float = 60.0
@@ -46,6 +47,8 @@ class ScenesConfig:
             raise ParamsError("scenes.num_frames must be >= 2: motion needs at least two frames")
         if self.width < 32 or self.height < 32:
             raise ParamsError("scenes.width/height must be >= 32 pixels")
+        if any(f <= 0 for f in self.fps_choices) or self.fps <= 0:
+            raise ParamsError("scenes.fps and every scenes.fps_choices entry must be > 0")
         if self.baseline_m <= 0:
             raise ParamsError("scenes.baseline_m must be > 0 (a stereo rig needs a baseline)")
         if not 1 <= self.min_objects <= self.max_objects:
@@ -253,6 +256,11 @@ class ModelConfig:
     # CPU only: torch threads (0 = torch's default). Tiny models run faster on one thread, and on a shared
     # 2-core machine two threads per process oversubscribe the cores (measured 5-15x slower SFT).
     cpu_threads: int = 0
+    # How the model learns when each frame was taken (4D-RGPT Tab. 6): "tpe" adds a sinusoidal timestamp
+    # encoding to the visual features before the projector (eq. 5, no parameters); "marks" burns "t s" into
+    # each frame; "prompt" states duration and fps in the question; "none" gives no time cue at all.
+    time_cue: Literal["none", "prompt", "marks", "tpe"] = "tpe"
+    tpe_max_timescale: float = 100.0  # T of eq. 5, in seconds: longer than any clip
 
     def __post_init__(self) -> None:
         if not self.source.strip():
@@ -267,6 +275,11 @@ class ModelConfig:
             raise ParamsError(f"model.num_frames must be a multiple of temporal_patch_size "
                               f"({self.tiny.temporal_patch_size}) with visual_input 'video', or the last frame is "
                               "duplicated to fill a patch; pick an even number")
+        if self.time_cue == "tpe" and self.visual_input != "images":
+            raise ParamsError("model.time_cue 'tpe' needs visual_input 'images' (each frame carries its timestamp); "
+                              "use time_cue 'prompt' or 'marks' with video input")
+        if self.tpe_max_timescale <= 1.0:
+            raise ParamsError("model.tpe_max_timescale must be > 1 (seconds)")
         if self.attn_implementation == "flash_attention_2" and self.dtype == "float32":
             raise ParamsError("model.attn_implementation flash_attention_2 needs dtype bfloat16 or float16; "
                               "use sdpa for float32")
@@ -313,6 +326,151 @@ class SFTConfig:
             raise ParamsError("sft.deepspeed must be a DeepSpeed JSON config path (infra/deepspeed/*.json) or ''")
 
 
+MODALITIES: tuple[str, ...] = ("depth", "flow", "motion", "camray")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The frozen 4D perception teacher (``components.teacher``): an encoder giving ``F_4D`` on the student's
+    visual token grid and one light decoder per modality (4D-RGPT eq. 1; L4P's structure)."""
+
+    # "embedded": trained here on the synthetic clips; otherwise a folder holding an external teacher
+    # (the L4P adapter), used frozen as it is.
+    source: str = "embedded"
+    seed: int = 0
+    channels: int = 64  # c' of F_4D
+    layers: int = 2  # spatio-temporal transformer blocks of the encoder
+    heads: int = 4
+    map_size: int = 28  # side of the per-pixel maps P_m the decoders produce
+    # What the embedded teacher learns from: the clips' ground truth (synthetic) or the curation's own
+    # estimates (real clips without gt/: stereo depth, flow, motion from the tracks).
+    targets_from: Literal["gt", "estimates"] = "gt"
+    max_steps: int = 400
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or not self.modalities:
+            raise ParamsError(f"teacher.modalities: unknown {unknown}; valid: {list(MODALITIES)} (at least one)")
+        if self.channels < 1 or self.layers < 0 or self.heads < 1 or self.channels % self.heads:
+            raise ParamsError("teacher.channels must be >= 1 and a multiple of teacher.heads; layers >= 0")
+        if self.map_size < 4 or self.max_steps < 1 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise ParamsError("teacher.map_size >= 4, max_steps and batch_size >= 1, learning_rate > 0")
+
+
+@dataclass(frozen=True)
+class ModalityWeights:
+    """lambda_m of 4D-RGPT eq. 7; 0 leaves a modality out of L_ED."""
+
+    depth: float = 1.0
+    flow: float = 1.0
+    motion: float = 1.0
+    camray: float = 1.0
+
+    def __post_init__(self) -> None:
+        if min(self.depth, self.flow, self.motion, self.camray) < 0:
+            raise ParamsError("p4d.explicit_weights must be >= 0")
+
+
+@dataclass(frozen=True)
+class P4DConfig:
+    """Perceptual 4D Distillation (``components.training.p4d``): SFT loss + L_LD (eq. 6) + L_ED (eq. 7),
+    with the training-only ``D_4DP`` MLP and the teacher's frozen decoders. Each row of 4D-RGPT Tab. 5 is
+    a setting of ``latent_weight`` and ``explicit_weights``."""
+
+    latent_weight: float = 1.0  # weight of L_LD; 0 = ED only
+    latent_loss: Literal["mse", "smooth_l1", "cosine"] = "smooth_l1"  # Delta_LD
+    explicit_weights: ModalityWeights = field(default_factory=ModalityWeights)
+    decoder_hidden: int = 256  # D_4DP: LLM hidden -> decoder_hidden -> c'
+    hidden_layer: int = -1  # which LLM layer's hidden states at the visual tokens feed D_4DP
+    depth_log_steps: int = 4  # log the student's predicted depth (Fig. 5) at this many evenly spaced steps
+    train: SFTConfig = field(default_factory=SFTConfig)  # steps, batch, optimiser and gate, as for SFT
+
+    def __post_init__(self) -> None:
+        if self.latent_weight < 0:
+            raise ParamsError("p4d.latent_weight must be >= 0")
+        if self.decoder_hidden < 1 or self.depth_log_steps < 0:
+            raise ParamsError("p4d.decoder_hidden must be >= 1 and depth_log_steps >= 0")
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    name: str  # a key of components.rewards.REGISTRY
+    weight: float
+
+
+@dataclass(frozen=True)
+class FormatRewardConfig:
+    """The parts of MLLM-4D's format reward F (its released code): tags, Spatial State, thinking length."""
+
+    tags: float = 0.5  # both <thinking>...</thinking> and <answer>...</answer>
+    centers: float = 0.4  # both "Object Center: [..]" and "Camera Center: [..]"
+    length: float = 0.1  # thinking longer than min_thinking_chars
+    min_thinking_chars: int = 20
+
+
+def _default_terms() -> list[RewardTerm]:
+    # MLLM-4D's ST-reward: R = 0.2 F + 0.6 Acc + 0.1 R_cam + 0.1 R_obj
+    return [RewardTerm("format", 0.2), RewardTerm("accuracy", 0.6), RewardTerm("camera", 0.1),
+            RewardTerm("object", 0.1)]
+
+
+@dataclass(frozen=True)
+class RewardsConfig:
+    """The GRPO reward (``components.rewards``): a weighted sum of pure functions from one registry."""
+
+    terms: list[RewardTerm] = field(default_factory=_default_terms)
+    format: FormatRewardConfig = field(default_factory=FormatRewardConfig)
+    numeric_accuracy: Literal["mra", "exact"] = "mra"  # VSI-Bench's Mean Relative Accuracy for numbers
+    # ST-R1 reverse thinking: weight of the agreement between a question's and its reverse's answers.
+    consistency_weight: float = 0.0
+    # Video-R1's T-GRPO: extra rollouts on shuffled frames; a correct answer earns temporal_bonus only when
+    # the ordered frames' accuracy beats temporal_ratio x the shuffled frames'. Off by default.
+    temporal_contrast: bool = False
+    temporal_bonus: float = 0.3
+    temporal_ratio: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not self.terms:
+            raise ParamsError("rewards.terms must name at least one reward")
+        if any(t.weight < 0 for t in self.terms) or self.consistency_weight < 0:
+            raise ParamsError("rewards weights must be >= 0")
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """GRPO (``components.training.grpo``): TRL's GRPOTrainer on the rft split with ST-CoT prompts."""
+
+    seed: int = 0
+    init: Literal["p4d", "sft"] = "p4d"  # which checkpoint GRPO starts from
+    max_steps: int = 50
+    batch_size: int = 8  # prompts x generations per step: a multiple of num_generations
+    num_generations: int = 4  # G
+    beta: float = 0.001  # KL weight (MLLM-4D 0.001; ST-R1 0.1)
+    temperature: float = 1.0
+    learning_rate: float = 1e-4
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"
+    max_completion_length: int = 64
+    use_lora: bool = False  # LoRA on the LLM (model.lora sizes), as MLLM-4D's release
+    reverse_thinking: bool = False  # ST-R1: add reverse questions to the rft records
+    use_vllm: bool = False  # vLLM rollouts on a GPU worker where vLLM is installed
+    logging_steps: int = 5
+    save_steps: int = 50
+    sample_completions: int = 4  # completions logged as text artifacts per logging step
+    gate: TrainingGateConfig = field(default_factory=TrainingGateConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ParamsError("grpo.num_generations must be >= 2 (GRPO compares completions within a group)")
+        if self.batch_size % self.num_generations:
+            raise ParamsError(f"grpo.batch_size ({self.batch_size}) must be a multiple of num_generations "
+                              f"({self.num_generations})")
+        if self.max_steps < 1 or not self.learning_rate > 0 or self.beta < 0 or not self.temperature > 0:
+            raise ParamsError("grpo.max_steps >= 1, learning_rate > 0, beta >= 0, temperature > 0")
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Evaluation on the bench split (``components.evaluation``)."""
@@ -337,6 +495,10 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    p4d: P4DConfig = field(default_factory=P4DConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self) -> None:
@@ -379,11 +541,12 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return None if value is None else _coerce(args[0], value, where, source)
-    if origin is list:
-        if not isinstance(value, list):
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
             raise ParamsError(f"{source}: {where} must be a list, got {value!r}")
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_coerce(item, v, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        item = (typing.get_args(tp) or (Any,))[0]
+        items = [_coerce(item, v, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):

@@ -18,14 +18,23 @@ from components.curation.schema import LETTERS
 from components.io import write_json, write_jsonl
 
 
-def prompt_text(record: dict) -> str:
+def duration_line(record: dict) -> str:
+    """R4D-Bench's opening sentence."""
     seconds = record["timestamps"][-1] - record["timestamps"][0]
-    lines = [f"These images are uniformly sampled from a video of {seconds:.1f} seconds.", record["question"]]
+    return f"These images are uniformly sampled from a video of {seconds:.1f} seconds."
+
+
+def prompt_text(record: dict, *, time_line: str | None = "") -> str:
+    """The question as the benchmarks pose it. ``time_line``: "" for R4D-Bench's duration sentence,
+    ``None`` for no time statement, any other text in its place (the models' time cues)."""
+    time_line = duration_line(record) if time_line == "" else time_line
+    lines = [time_line] if time_line else []
+    if record["regions"]:
+        lines.append("The first image marks the regions " + ", ".join(r["token"] for r in record["regions"]) + ".")
+    lines.append(record["question"])
     if record["options"]:
         lines.append("Options:")
         lines += [f"({LETTERS[i]}) {text}" for i, text in enumerate(record["options"])]
-    if record["regions"]:
-        lines.insert(1, "The first image marks the regions " + ", ".join(r["token"] for r in record["regions"]) + ".")
     return "\n".join(lines)
 
 

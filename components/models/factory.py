@@ -43,6 +43,7 @@ from transformers.image_utils import SizeDict
 from components.config import ModelConfig, to_dict
 from components.io import git_commit, write_json
 from components.models.tokenizer import EOS_TOKEN, PAD_TOKEN, train_tokenizer
+from components.models.tpe import enable_timestamps, install_tpe
 from components.models.trainable import parameter_counts
 
 log = logging.getLogger(__name__)
@@ -276,5 +277,8 @@ def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = Fal
         path, dtype=dtype, attn_implementation=attn, trust_remote_code=False, use_safetensors=True
     )
     model.train(for_training)  # use_cache stays on: GRPO generates with the training model
+    if cfg.time_cue == "tpe":
+        enable_timestamps(processor)
+        install_tpe(model, cfg.tpe_max_timescale)
     log.info("loaded %s (%s, %s, %s) from %s", type(model).__name__, model_type, dtype, attn, path)
     return model, processor

@@ -20,15 +20,17 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from transformers import ProcessorMixin
 from transformers.video_utils import VideoMetadata
 
 from components.config import ModelConfig
 from components.curation.exports import prompt_text
+from components.models.tpe import stamp
 
 _ANSWER_TAG = re.compile(r"<answer>.*?</answer>", re.DOTALL)
 IGNORE_INDEX = -100
+_FONT = ImageFont.load_default(size=10)
 
 
 def frame_indices(num_available: int, num_frames: int) -> list[int]:
@@ -44,14 +46,47 @@ def frame_indices(num_available: int, num_frames: int) -> list[int]:
 def frames_for(record: dict, cfg: ModelConfig, *, blank: bool = False) -> list[Image.Image]:
     """The record's frames for the model, RGB, ``frame_size`` square; the Set-of-Marks image (when the
     question names regions) replaces the first frame, as the marks are drawn on that frame. ``blank``:
-    the same number of black frames (the blind baseline)."""
+    the same number of black frames (the blind baseline). The time cue is applied here: ``tpe`` stamps
+    each frame with its timestamp (``components.models.tpe``), ``marks`` burns "t s" into it."""
+    picked = frame_indices(len(record["frame_paths"]), cfg.num_frames)
     if blank:
-        return [Image.new("RGB", (cfg.frame_size, cfg.frame_size)) for _ in range(cfg.num_frames)]
-    paths = [record["frame_paths"][i] for i in frame_indices(len(record["frame_paths"]), cfg.num_frames)]
-    if record.get("som_image"):
-        paths[0] = record["som_image"]
-    # The modification time is part of the key, so a re-rendered frame is read again.
-    return [_load_frame(str(path), cfg.frame_size, os.stat(path).st_mtime_ns) for path in paths]
+        frames = [Image.new("RGB", (cfg.frame_size, cfg.frame_size)) for _ in picked]
+    else:
+        paths = [record["frame_paths"][i] for i in picked]
+        if record.get("som_image"):
+            paths[0] = record["som_image"]
+        # The modification time is part of the key, so a re-rendered frame is read again.
+        frames = [_load_frame(str(path), cfg.frame_size, os.stat(path).st_mtime_ns) for path in paths]
+    times = [record["timestamps"][i] - record["timestamps"][0] for i in picked]
+    if cfg.time_cue == "tpe":
+        return [stamp(frame, t) for frame, t in zip(frames, times, strict=True)]
+    if cfg.time_cue == "marks":
+        return [burn_in_time(frame, t) for frame, t in zip(frames, times, strict=True)]
+    return frames
+
+
+def burn_in_time(frame: Image.Image, seconds: float) -> Image.Image:
+    """4D-RGPT's "P4D+mark": the timestamp as text in the frame's top-left corner, white on black."""
+    out = frame.copy()
+    draw = ImageDraw.Draw(out)
+    text = f"{seconds:.2f}s"
+    box = draw.textbbox((1, 1), text, font=_FONT)
+    draw.rectangle(box, fill=(0, 0, 0))
+    draw.text((1, 1), text, fill=(255, 255, 255), font=_FONT)
+    return out
+
+
+def time_line(record: dict, cfg: ModelConfig) -> str | None:
+    """The prompt's time statement: 4D-RGPT's "P4D+prompt" sentence (duration and fps) for ``prompt``;
+    nothing for the other cues (``tpe`` and ``marks`` carry time in the frames, ``none`` nowhere), so the
+    Tab. 6 comparison changes one thing at a time."""
+    if cfg.time_cue != "prompt":
+        return None
+    frames, times = record["frames"], record["timestamps"]
+    seconds = times[-1] - times[0]
+    fps = (frames[-1] - frames[0]) / seconds if seconds > 0 else 0.0
+    return (f"The following video frames are sampled from a video {seconds:.2f} seconds long and recorded at "
+            f"{fps:g} frames per second.")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -93,7 +128,7 @@ def instruction(record: dict, cfg: ModelConfig) -> str:
 def build_conversation(record: dict, cfg: ModelConfig, *, with_target: bool) -> list[dict]:
     """The chat messages for a record: the user turn (frames + prompt), then the target when asked."""
     visual = [{"type": "video"}] if cfg.visual_input == "video" else [{"type": "image"} for _ in range(cfg.num_frames)]
-    text = prompt_text(record) + "\n" + instruction(record, cfg)
+    text = prompt_text(record, time_line=time_line(record, cfg)) + "\n" + instruction(record, cfg)
     messages = [{"role": "user", "content": [*visual, {"type": "text", "text": text}]}]
     if with_target:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": target_text(record, cfg)}]})
@@ -102,7 +137,8 @@ def build_conversation(record: dict, cfg: ModelConfig, *, with_target: bool) -> 
 
 def tokenizer_corpus(records: Iterable[dict], cfg: ModelConfig) -> list[str]:
     """Texts to train the tiny model's tokenizer on: every record's prompt and target, as the model sees them."""
-    return [prompt_text(r) + "\n" + instruction(r, cfg) + "\n" + target_text(r, cfg) for r in records]
+    return [prompt_text(r, time_line=time_line(r, cfg)) + "\n" + instruction(r, cfg) + "\n" + target_text(r, cfg)
+            for r in records]
 
 
 def _video_metadata(record: dict, cfg: ModelConfig) -> VideoMetadata:

@@ -50,6 +50,7 @@ _STREAMS = {
     "rot_moving": 16,
     "rot_static": 17,
     "shape": 18,
+    "fps": 19,
 }
 # Moving objects mostly keep their orientation; static ones rotate in place two times out of three.
 _ROT_MOVING = ("none", "none", "left", "right")
@@ -77,6 +78,13 @@ def cycle(seed: int, stream: str, k: int, options: Sequence[T]) -> T:
     """The k-th element of a stream that visits every option once per round, in a seeded order."""
     n = len(options)
     return options[_round_permutation(seed, _STREAMS[stream], k // n, n)[k % n]]
+
+
+def clip_fps(cfg: ScenesConfig, index: int) -> float:
+    """The clip's frame rate: ``fps``, or one of ``fps_choices`` in a balanced seeded order. Mixed rates make
+    a clip's duration unknowable from its frame count, as in real data mixed from several sources, so
+    speed questions need a time cue (4D-RGPT Tab. 6)."""
+    return float(cycle(cfg.seed, "fps", index, cfg.fps_choices)) if cfg.fps_choices else cfg.fps
 
 
 def _n_objects(cfg: ScenesConfig, index: int) -> int:
@@ -259,7 +267,8 @@ def sample_scene(cfg: ScenesConfig, index: int) -> SceneSpec:
     fx, fy, cx, cy = intrinsics(cfg.width, cfg.height, cfg.hfov_deg)
     rng = np.random.default_rng([_seed(cfg.seed), index, 0])
     camera_motion = _camera_motion(cfg, index)
-    duration = (cfg.num_frames - 1) / cfg.fps
+    fps = clip_fps(cfg, index)
+    duration = (cfg.num_frames - 1) / fps
     camera_speed = 0.0
     if camera_motion in ("turn_left", "turn_right"):
         # Turn at most 40% of the field of view so that a region stays in view for the whole clip.
@@ -274,7 +283,7 @@ def sample_scene(cfg: ScenesConfig, index: int) -> SceneSpec:
         width=cfg.width,
         height=cfg.height,
         num_frames=cfg.num_frames,
-        fps=cfg.fps,
+        fps=fps,
         fx=fx,
         fy=fy,
         cx=cx,
@@ -286,7 +295,7 @@ def sample_scene(cfg: ScenesConfig, index: int) -> SceneSpec:
         objects=(),
     )
     plan = _plan(cfg, index, rng)
-    times = np.arange(cfg.num_frames) / cfg.fps
+    times = np.arange(cfg.num_frames) / fps
     poses = mo.camera_poses(spec, times)
     for attempt in range(SCENE_TRIES):
         placed: list[tuple[ObjectSpec, np.ndarray]] = []

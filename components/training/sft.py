@@ -113,25 +113,14 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     records = read_records(data, split="sft")
     model, processor = load_model(base_model, model_cfg, for_training=True)
     model = apply_trainable(model, model_cfg)
-    dataset = Dataset.from_dict({"record": [json.dumps(r) for r in records]})
-    args = trl_args(cfg, model_cfg, Path(out), report_to=report_to, progress=progress)
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(processor, model_cfg),
+        model=model, args=trl_args(cfg, model_cfg, Path(out), report_to=report_to, progress=progress),
+        train_dataset=records_dataset(records), data_collator=RecordCollator(processor, model_cfg),
         processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum)],
     )
-    # The throughput callback adds samples/s and tokens/s to each log entry; the MLflow callback must see
-    # the entry after it, so it moves to the end of the callback list.
-    if (mlflow_callback := trainer.pop_callback(MLflowCallback)) is not None:
-        trainer.add_callback(mlflow_callback)
-    checkpoints = Path(out) / "checkpoints"
-    # What a checkpoint must share to be resumed; the step budget and logging cadence may change.
-    same = {k: v for k, v in asdict(cfg).items() if k not in ("max_steps", "logging_steps", "save_steps")}
     inputs = {"records": file_digest(data), "base_model": _meta_digest(Path(base_model)),
-              "config": {"sft": same, "model": asdict(model_cfg)}}
-    resume = _resumable(checkpoints, inputs)
-    start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - start
+              "config": {"sft": resume_key(cfg), "model": asdict(model_cfg)}}
+    output, seconds, resume = fit(trainer, Path(out), inputs)
     model_dir = save_model(trainer.model, processor, Path(out) / "model")  # LoRA merged: base architecture
     losses = loss_curve(trainer.state.log_history)
     write_json(Path(out) / "meta.json", {
@@ -147,6 +136,29 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     })
     return TrainResult(model_dir, losses, trainer.state.global_step, seconds,
                        output.metrics.get("train_samples_per_second", math.nan), output.metrics)
+
+
+def records_dataset(records: list[dict]) -> Dataset:
+    """One JSON record per row: the collator builds the model inputs, so TRL never tokenises the data."""
+    return Dataset.from_dict({"record": [json.dumps(r) for r in records]})
+
+
+def resume_key(cfg: SFTConfig) -> dict:
+    """What a checkpoint must share with this run to be resumed; the step budget and logging may change."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("max_steps", "logging_steps", "save_steps")}
+
+
+def fit(trainer, out: Path, inputs: dict):
+    """Train ``trainer`` (resuming the last checkpoint in ``out/checkpoints`` when it was made from the same
+    ``inputs``); returns ``(TrainOutput, seconds, resumed_from)``. Shared by the SFT and P4D stages."""
+    # Callbacks that add to each log entry (throughput, P4D's loss parts) must run before MLflow's, so the
+    # MLflow callback moves to the end of the list.
+    if (mlflow_callback := trainer.pop_callback(MLflowCallback)) is not None:
+        trainer.add_callback(mlflow_callback)
+    resume = _resumable(out / "checkpoints", inputs)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    return output, time.perf_counter() - start, resume
 
 
 def _resumable(checkpoints: Path, inputs: dict) -> str | None:

@@ -129,7 +129,7 @@ def test_non_tiny_build_checks_the_source_first(model_cfg, tmp_path, no_weight_l
 @pytest.mark.parametrize("visual_input", ["images", "video"])
 def test_batched_generation_matches_one_by_one(tiny_base, model_cfg, records, visual_input):
     """Left padding and M-RoPE positions are right: a padded batch generates what each row alone does."""
-    cfg = dataclasses.replace(model_cfg, visual_input=visual_input)
+    cfg = dataclasses.replace(model_cfg, visual_input=visual_input, time_cue="tpe" if visual_input == "images" else "prompt")
     model, processor = load_model(tiny_base, cfg)
 
     def generate(rows):

@@ -53,7 +53,7 @@ def test_conversation_shape_and_answer_formats(records, model_cfg):
     prompt = user["content"][-1]["text"]
     assert "(A) " in prompt and "(D) " in prompt and "text of the correct option" in prompt  # options still listed
     assert assistant["content"][0]["text"] == f"<answer>{mc['answer_text']}</answer>"
-    letter = dataclasses.replace(model_cfg, answer_format="letter", visual_input="video")
+    letter = dataclasses.replace(model_cfg, answer_format="letter", visual_input="video", time_cue="prompt")
     (user,) = build_conversation(mc, letter, with_target=False)
     assert [item["type"] for item in user["content"]] == ["video", "text"]
     assert answer_for(mc, letter) == mc["answer"] and "letter" in user["content"][-1]["text"]
@@ -74,7 +74,8 @@ def test_cot_target_keeps_the_reasoning_and_rewrites_the_answer(records, model_c
 @pytest.mark.parametrize("visual_input", ["images", "video"])
 def test_labels_cover_only_the_assistant_turn(records, model_cfg, processor, visual_input):
     # mixed target lengths (CoT and answer-only rows would differ; here the records differ) and right padding
-    cfg = dataclasses.replace(model_cfg, with_cot=True, visual_input=visual_input)
+    cfg = dataclasses.replace(model_cfg, with_cot=True, visual_input=visual_input,
+                              time_cue="tpe" if visual_input == "images" else "prompt")
     batch = encode_batch(records, processor, cfg, with_target=True)
     tokenizer = processor.tokenizer
     assert batch["attention_mask"][:, 0].all() and not batch["attention_mask"].all()  # right padded

@@ -26,7 +26,8 @@ def _grad_norms(model) -> dict[str, float]:
 @pytest.mark.parametrize("visual_input", ["images", "video"])
 @pytest.mark.parametrize("vision", ["frozen", "full", "lora"])
 def test_gradients_reach_projector_and_trainable_vision(tiny_base, model_cfg, records, visual_input, vision):
-    cfg = dataclasses.replace(model_cfg, visual_input=visual_input, trainable=TrainableConfig(vision=vision))
+    cfg = dataclasses.replace(model_cfg, visual_input=visual_input, trainable=TrainableConfig(vision=vision),
+                              time_cue="tpe" if visual_input == "images" else "prompt")
     model, processor = load_model(tiny_base, cfg, for_training=True)
     model = apply_trainable(model, cfg)
     batch = encode_batch(records, processor, cfg, with_target=True)
@@ -39,7 +40,7 @@ def test_gradients_reach_projector_and_trainable_vision(tiny_base, model_cfg, re
 
 @pytest.mark.parametrize("visual_input", ["images", "video"])
 def test_changing_the_pixels_changes_the_loss(tiny_base, model_cfg, records, visual_input):
-    cfg = dataclasses.replace(model_cfg, visual_input=visual_input)
+    cfg = dataclasses.replace(model_cfg, visual_input=visual_input, time_cue="tpe" if visual_input == "images" else "prompt")
     model, processor = load_model(tiny_base, cfg)
     batch = encode_batch(records, processor, cfg, with_target=True)
     key = "pixel_values" if visual_input == "images" else "pixel_values_videos"
