@@ -403,7 +403,8 @@ class RewardTerm:
 
 @dataclass(frozen=True)
 class FormatRewardConfig:
-    """The parts of MLLM-4D's format reward F (its released code): tags, Spatial State, thinking length."""
+    """The parts of MLLM-4D's format reward F (its released code): tags, Spatial State, thinking length.
+    The Object Center is required only when the solution has one (camera questions have no object)."""
 
     tags: float = 0.5  # both <thinking>...</thinking> and <answer>...</answer>
     centers: float = 0.4  # both "Object Center: [..]" and "Camera Center: [..]"
@@ -427,7 +428,7 @@ class RewardsConfig:
     # ST-R1 reverse thinking: weight of the agreement between a question's and its reverse's answers.
     consistency_weight: float = 0.0
     # Video-R1's T-GRPO: extra rollouts on shuffled frames; a correct answer earns temporal_bonus only when
-    # the ordered frames' accuracy beats temporal_ratio x the shuffled frames'. Off by default.
+    # the ordered frames' accuracy reaches (>=) temporal_ratio x the shuffled frames'. Off by default.
     temporal_contrast: bool = False
     temporal_bonus: float = 0.3
     temporal_ratio: float = 0.8
