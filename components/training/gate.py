@@ -1,6 +1,10 @@
 """The training gate (DESIGN.md): after a training stage, the loss is finite and has fallen, the saved
 checkpoint reloads, and its answers parse on a few bench records. A failed gate raises and stops the
-pipeline; the report is written either way."""
+pipeline; the report is written either way.
+
+GRPO's loss need not fall (it is an advantage-weighted log-likelihood whose scale moves with the rewards'
+spread), so for GRPO the caller passes the mean reward curve: the loss must still be finite, and instead of
+"loss fell" the reward must be finite and must not have fallen by more than ``reward_tolerance``."""
 
 from __future__ import annotations
 
@@ -33,17 +37,34 @@ class TrainingGateFailed(RuntimeError):
         self.report = report
 
 
+def held(rewards: list[float], tolerance: float, window: int = 3) -> tuple[bool, float, float]:
+    """Whether the mean of the last ``window`` rewards is at least the first ``window``'s minus ``tolerance``."""
+    w = max(1, min(window, len(rewards) // 2))
+    first, last = sum(rewards[:w]) / w, sum(rewards[-w:]) / w
+    return last >= first - tolerance and all(math.isfinite(x) for x in rewards), first, last
+
+
+def _json_float(x: float) -> float | None:
+    """None for NaN / inf: the report is strict JSON, and a non-finite curve is what the gate must report."""
+    return x if math.isfinite(x) else None
+
+
 def training_gate(losses: list[float], model_dir: Path, gate: TrainingGateConfig, model_cfg: ModelConfig,
-                  bench: list[dict], report_path: Path, *, raise_on_failure: bool = True) -> dict:
+                  bench: list[dict], report_path: Path, *, raise_on_failure: bool = True,
+                  rewards: list[float] | None = None, reward_tolerance: float = 0.05) -> dict:
+    """``rewards`` (GRPO's mean reward per logging step) replaces the "loss fell" check by "reward held"."""
     from components.evaluation.answers import extract_answer  # torch and transformers load only when gating
     from components.models import load_model
     from components.models.generation import make_generate_fn
 
-    ok_fell, first, last = fell(losses) if losses else (False, math.nan, math.nan)
-    checks = {
-        "loss_finite": {"ok": bool(losses) and all(math.isfinite(x) for x in losses), "n_logged": len(losses)},
-        "loss_fell": {"ok": ok_fell, "first": first, "last": last},
-    }
+    checks = {"loss_finite": {"ok": bool(losses) and all(math.isfinite(x) for x in losses), "n_logged": len(losses)}}
+    if rewards is None:
+        ok_fell, first, last = fell(losses) if losses else (False, math.nan, math.nan)
+        checks["loss_fell"] = {"ok": ok_fell, "first": _json_float(first), "last": _json_float(last)}
+    else:
+        ok_held, first, last = held(rewards, reward_tolerance) if rewards else (False, math.nan, math.nan)
+        checks["reward_held"] = {"ok": ok_held, "first": _json_float(first), "last": _json_float(last),
+                                 "tolerance": reward_tolerance, "n_logged": len(rewards)}
     try:
         model, processor = load_model(model_dir, model_cfg)
         checks["reloads"] = {"ok": True}
