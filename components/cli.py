@@ -46,6 +46,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--base", type=Path, default=Path("models/base"))
     s.add_argument("--out", type=Path, default=Path("models/sft"))
 
+    s = sub.add_parser("teacher", help="train the embedded 4D perception teacher (or check an external one)")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--out", type=Path, default=Path("models/teacher"))
+    s.add_argument("--metrics", type=Path, default=Path("reports/teacher.json"))
+
+    s = sub.add_parser("teacher-targets", help="cache the frozen teacher's F_4D and P_m for the training records")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--teacher", type=Path, default=Path("models/teacher"))
+    s.add_argument("--out", type=Path, default=Path("data/teacher_targets"))
+
+    s = sub.add_parser("p4d", help="Perceptual 4D Distillation from the SFT checkpoint + the training gate")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--sft", type=Path, default=Path("models/sft/model"))
+    s.add_argument("--teacher", type=Path, default=Path("models/teacher"))
+    s.add_argument("--targets", type=Path, default=Path("data/teacher_targets"))
+    s.add_argument("--out", type=Path, default=Path("models/p4d"))
+
+    s = sub.add_parser("grpo", help="GRPO with the ST-reward from the P4D (or SFT) checkpoint + the training gate")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--init", type=Path, help="starting model folder (default: models/<grpo.init>/model)")
+    s.add_argument("--out", type=Path, default=Path("models/grpo"))
+
     s = sub.add_parser("evaluate", help="evaluate a checkpoint on the bench split (with blind and random)")
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
     s.add_argument("--model", type=Path, required=True, help="a model folder (models/base, models/sft/model)")
@@ -56,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="the comparison table across evaluated checkpoints")
     s.add_argument("metrics", nargs="+", metavar="NAME=reports/eval/NAME/metrics.json")
     s.add_argument("--out", type=Path, default=Path("reports/comparison.md"))
+
+    s = sub.add_parser("experiments", help="4D-RGPT's ablation tables (4, 5, 6) as runs, with 95% intervals")
+    s.add_argument("--tables", nargs="+", default=["4", "5", "6"], choices=["4", "5", "6"])
+    s.add_argument("--work", type=Path, default=Path("experiments"), help="data and models of the runs")
+    s.add_argument("--reports", type=Path, default=Path("reports/experiments"))
 
     s = sub.add_parser("pipeline", help="the whole chain as a Prefect flow, one MLflow parent run")
     s.add_argument("--data", type=Path, default=Path("data"), help="data root (scenes/, curated/)")
@@ -108,6 +135,25 @@ def main(argv: list[str] | None = None) -> int:
             result = stages.sft(params, args.curated, args.base, args.out, root=root, progress=progress)
             print(f"sft: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
                   f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
+        elif args.command == "teacher":
+            path = stages.teacher(params, args.curated, args.out, root=root, metrics_file=args.metrics,
+                                  progress=progress)
+            print(f"teacher: {path}")
+        elif args.command == "teacher-targets":
+            stats = stages.teacher_targets(params, args.curated, args.teacher, args.out, root=root)
+            print(f"teacher targets: {stats} in {args.out}")
+        elif args.command == "p4d":
+            result = stages.p4d(params, args.curated, args.sft, args.teacher, args.targets, args.out, root=root,
+                                progress=progress)
+            print(f"p4d: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
+                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
+        elif args.command == "grpo":
+            init = args.init or Path("models") / params.grpo.init / "model"
+            result = stages.grpo(params, args.curated, init, args.out, root=root, progress=progress)
+            curve = result.reward_curve
+            print(f"grpo: {result.steps} steps from {init}, mean reward "
+                  f"{curve[0] if curve else float('nan'):.3f} -> {curve[-1] if curve else float('nan'):.3f}, "
+                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
         elif args.command == "evaluate":
             out = args.out or Path("reports/eval") / args.name
             metrics = stages.evaluate(params, args.curated, args.model, out, name=args.name, root=root,
@@ -121,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             table = comparison_table(files)
             write_text(args.out, table + "\n")
             print(table)
+        elif args.command == "experiments":
+            from flows.experiments import experiments
+
+            print(experiments(tables=args.tables, params_path=str(args.params), overrides=list(args.overrides),
+                              work_root=str(args.work), reports_root=str(args.reports)))
         elif args.command == "pipeline":
             from flows.pipeline import pipeline
 

@@ -251,6 +251,9 @@ class ModelConfig:
     # options in a CPU budget (STACK.md), so the tiny presets answer with the text; checkpoints: "letter".
     answer_format: Literal["letter", "text"] = "text"
     with_cot: bool = False  # assistant target: the ST-CoT (True) or only <answer>...</answer>
+    # "full": MLLM-4D's ST-CoT as curated; "state": only its Spatial State (camera and object centers at the
+    # initial and final frame) before the answer: what the ST-reward scores, in ~150 tokens instead of ~300.
+    cot_style: Literal["full", "state"] = "full"
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     # CPU only: torch threads (0 = torch's default). Tiny models run faster on one thread, and on a shared

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from components.config import Params, flatten
+from components.config import Params, TrainingGateConfig, flatten
 from components.curation.clip import ClipResult
 from components.curation.run import curate_clips, finalize
 from components.curation.schema import SPLITS
@@ -115,7 +115,7 @@ def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
 
 def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, progress: bool = True):
     """SFT on the sft split, then the training gate on a few bench records."""
-    from components.training.sft import read_records, run_sft
+    from components.training.sft import run_sft
 
     with stage_run("sft", params.tracking, root, params={"sft": asdict(params.sft), "model": asdict(params.model)}) as run:
         run.log_dataset(Path(curated) / "sft.jsonl", name="curated-sft", context="training")
@@ -123,15 +123,25 @@ def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, pro
         run.log_metrics({"train_seconds": result.seconds, "train_samples_per_s": result.samples_per_s,
                          "final_loss": result.losses[-1] if result.losses else float("nan")})
         run.log_artifact(Path(out) / "meta.json", "sft")
-        bench = read_records(Path(curated) / "bench.jsonl", split="bench")
-        report = training_gate(result.losses, result.model_dir, params.sft.gate, params.model, bench,
-                               Path(out) / "gate.json", raise_on_failure=False)
-        run.log_artifact(Path(out) / "gate.json", "sft")
-        run.log_metrics({"gate_success": float(report["success"]),
-                         "gate_format_valid": report["checks"]["answers_parse"].get("format_valid_rate", 0.0)})
-        if not report["success"]:
-            raise TrainingGateFailed(report)
+        gate(run, params, curated, result.losses, result.model_dir, params.sft.gate, Path(out), "sft")
     return result
+
+
+def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], model_dir: Path,
+         gate_cfg: TrainingGateConfig, out: Path, stage: str, *, rewards: list[float] | None = None) -> dict:
+    """The training gate after a training stage: report logged, ``TrainingGateFailed`` when it fails.
+    ``rewards`` (GRPO) replaces "the loss fell" by "the mean reward held"."""
+    from components.training.sft import read_records
+
+    bench = read_records(Path(curated) / "bench.jsonl", split="bench")
+    report = training_gate(losses, model_dir, gate_cfg, params.model, bench, out / "gate.json", raise_on_failure=False,
+                           rewards=rewards)
+    run.log_artifact(out / "gate.json", stage)
+    run.log_metrics({"gate_success": float(report["success"]),
+                     "gate_format_valid": report["checks"]["answers_parse"].get("format_valid_rate", 0.0)})
+    if not report["success"]:
+        raise TrainingGateFailed(report)
+    return report
 
 
 def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name: str, root: Path,
@@ -156,3 +166,90 @@ def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name:
                                      alias="challenger", tags=headline)
             run.set_tags({"mllm4d.registered_version": str(version)})
     return result.metrics
+
+
+def teacher(params: Params, curated: Path, out: Path, *, root: Path, metrics_file: Path | None = None,
+            progress: bool = True) -> Path:
+    """Train the embedded 4D perception teacher (held-out metrics logged), or check an external one."""
+    from components.teacher import load_teacher, train_teacher
+
+    with stage_run("teacher", params.tracking, root, params={"teacher": asdict(params.teacher)}) as run:
+        if params.teacher.source != "embedded":
+            # An external teacher (L4P) is used as it is: loading it checks the weights and the grid.
+            load_teacher(params.teacher.source, params.teacher, params.model)
+            run.set_tags({"mllm4d.teacher": params.teacher.source})
+            return Path(params.teacher.source)
+        result = train_teacher(params.teacher, params.model, curated, out, progress=progress,
+                               stereo=params.curation.stereo)
+        run.log_metrics({**{f"heldout.{k}": v for k, v in result.metrics.items()},
+                         **{f"baseline.{k}": v for k, v in result.baselines.items()},
+                         **{f"train.{k}": v for k, v in result.train_metrics.items()},
+                         "train_seconds": result.seconds, "parameters": float(result.parameters)})
+        for point in result.loss_curve:
+            step = int(point.get("step", 0))
+            run.log_metrics({f"loss.{k}": v for k, v in point.items() if k != "step"}, step=step)
+        run.log_artifact(Path(out) / "teacher.json", "teacher")
+    if metrics_file:
+        write_json(metrics_file, {"heldout": result.metrics, "baselines": result.baselines})
+    return Path(out)
+
+
+def teacher_targets(params: Params, curated: Path, teacher_dir: Path, out: Path, *, root: Path) -> dict:
+    """Run the frozen teacher once over the training records' frames; cache ``F_4D`` and ``P_m`` on disk."""
+    from components.teacher import load_teacher, write_targets
+    from components.training.sft import read_records
+
+    with stage_run("teacher_targets", params.tracking, root, params={"teacher": asdict(params.teacher)}) as run:
+        model = load_teacher(teacher_dir, params.teacher, params.model)
+        records = read_records(Path(curated) / "sft.jsonl", split="sft")
+        stats = write_targets(model, records, params.model, out)
+        run.log_metrics({k: float(v) for k, v in stats.items() if isinstance(v, (int, float))})
+        run.log_artifact(Path(out) / "index.json", "teacher_targets")
+    return stats
+
+
+def p4d(params: Params, curated: Path, sft_model: Path, teacher_dir: Path, targets: Path, out: Path, *,
+        root: Path, progress: bool = True):
+    """P4D from the SFT checkpoint, then the training gate; logs the distillation losses and, as 4D-RGPT's
+    Fig. 5, the student's predicted depth beside the teacher's at a few steps."""
+    import numpy as np
+
+    from components.teacher import depth_image
+    from components.training.p4d import run_p4d
+
+    with stage_run("p4d", params.tracking, root, params={"p4d": asdict(params.p4d), "model": asdict(params.model),
+                                                         "teacher": asdict(params.teacher)}) as run:
+        run.log_dataset(Path(curated) / "sft.jsonl", name="curated-sft", context="training")
+        result = run_p4d(params.p4d, params.teacher, params.model, curated, sft_model, teacher_dir, targets, out,
+                         report_to="mlflow", progress=progress)
+        run.log_metrics({"train_seconds": result.seconds, "train_samples_per_s": result.samples_per_s,
+                         "final_loss": result.losses[-1] if result.losses else float("nan")})
+        for snap in result.depth_snapshots:
+            maps = np.load(snap)
+            student, teacher_depth = maps["student"][:, 0], maps["teacher"][:, 0]  # (N, S, S) per frame
+            near, far = float(teacher_depth.min()), float(teacher_depth.max())
+            row = lambda d: np.concatenate([depth_image(f, near=near, far=far) for f in d], axis=1)  # noqa: E731
+            run.log_image(np.concatenate([row(student), row(teacher_depth)], axis=0), f"depth/{snap.stem}.png")
+        run.log_artifact(Path(out) / "meta.json", "p4d")
+        gate(run, params, curated, result.losses, result.model_dir, params.p4d.train.gate, Path(out), "p4d")
+    return result
+
+
+def grpo(params: Params, curated: Path, init_model: Path, out: Path, *, root: Path, progress: bool = True):
+    """GRPO with the ST-reward on the rft split, from the P4D (or SFT) checkpoint, then the training gate."""
+    from components.training.grpo import run_grpo
+
+    with stage_run("grpo", params.tracking, root, params={"grpo": asdict(params.grpo), "rewards": asdict(params.rewards),
+                                                          "model": asdict(params.model)}) as run:
+        run.log_dataset(Path(curated) / "rft.jsonl", name="curated-rft", context="training")
+        result = run_grpo(params.grpo, params.rewards, params.model, curated, init_model, out, report_to="mlflow",
+                          progress=progress)
+        run.log_metrics({"train_seconds": result.seconds,
+                         "reward_first": result.reward_curve[0] if result.reward_curve else float("nan"),
+                         "reward_last": result.reward_curve[-1] if result.reward_curve else float("nan"),
+                         **{f"unscorable.{k}": float(v) for k, v in result.unscorable.items()}})
+        run.log_artifacts(Path(out) / "completions", "grpo/completions")
+        run.log_artifact(Path(out) / "meta.json", "grpo")
+        gate(run, params, curated, result.losses, result.model_dir, params.grpo.gate, Path(out), "grpo",
+             rewards=result.reward_curve)
+    return result

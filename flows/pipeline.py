@@ -1,7 +1,8 @@
 """The ``pipeline`` flow: the whole chain under one MLflow parent run.
 
-curation -> data gate -> base model -> SFT -> training gate -> evaluation (zero-shot, SFT, blind,
-random) -> register the SFT checkpoint as ``challenger``. P4D and GRPO join as their issues land.
+scenes -> curate -> data gate -> base model -> SFT -> gate -> teacher -> teacher targets -> P4D -> gate ->
+GRPO -> gate -> evaluation (random, blind, zero-shot, SFT, P4D, GRPO) -> register the GRPO checkpoint as
+``challenger``, with the comparison table and the MLflow parent run's link as a Prefect artifact.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``training`` flow: base model -> SFT -> training gate (P4D and GRPO join in later issues).
+"""The ``training`` flow: base model -> SFT -> gate -> teacher -> teacher targets -> P4D -> gate -> GRPO -> gate.
 
 Each task is a stage function the CLI and ``dvc repro`` call too; a failed gate raises and fails the flow.
 """
@@ -25,6 +25,27 @@ def sft_task(params: Params, curated: Path, base: Path, out: Path, root: Path) -
     return stages.sft(params, curated, base, out, root=root).model_dir
 
 
+@task(cache_policy=NO_CACHE)
+def teacher_task(params: Params, curated: Path, out: Path, root: Path) -> Path:
+    return stages.teacher(params, curated, out, root=root)
+
+
+@task(cache_policy=NO_CACHE)
+def teacher_targets_task(params: Params, curated: Path, teacher: Path, out: Path, root: Path) -> Path:
+    stages.teacher_targets(params, curated, teacher, out, root=root)
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def p4d_task(params: Params, curated: Path, sft: Path, teacher: Path, targets: Path, out: Path, root: Path) -> Path:
+    return stages.p4d(params, curated, sft, teacher, targets, out, root=root).model_dir
+
+
+@task(cache_policy=NO_CACHE)
+def grpo_task(params: Params, curated: Path, init: Path, out: Path, root: Path) -> Path:
+    return stages.grpo(params, curated, init, out, root=root).model_dir
+
+
 @flow(name="training", log_prints=True)
 def training(params_path: str = "params.yaml", overrides: list[str] | None = None, data_root: str = "data",
              models_root: str = "models") -> dict[str, str]:
@@ -33,4 +54,8 @@ def training(params_path: str = "params.yaml", overrides: list[str] | None = Non
     curated, models = Path(data_root) / "curated", Path(models_root)
     base = base_model_task(params, curated, models / "base", root)
     sft = sft_task(params, curated, base, models / "sft", root)
-    return {"zero_shot": str(base), "sft": str(sft)}
+    teacher = teacher_task(params, curated, models / "teacher", root)
+    targets = teacher_targets_task(params, curated, teacher, Path(data_root) / "teacher_targets", root)
+    p4d = p4d_task(params, curated, sft, teacher, targets, models / "p4d", root)
+    grpo = grpo_task(params, curated, p4d if params.grpo.init == "p4d" else sft, models / "grpo", root)
+    return {"zero_shot": str(base), "sft": str(sft), "p4d": str(p4d), "grpo": str(grpo)}

@@ -27,7 +27,7 @@ OBJECT_RE = re.compile(r"Object Center:\s*" + _VEC)
 COT_RE = re.compile(r"^\s*<thinking>(?P<thinking>.*?)</thinking>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)
 
 
-def _vec(v: np.ndarray | list[float]) -> str:
+def vec_text(v: np.ndarray | list[float]) -> str:
     return "[" + ", ".join(f"{float(x):.2f}" for x in v) + "]"
 
 
@@ -44,12 +44,12 @@ def render_cot(
 ) -> str:
     lines = ["<thinking>", "Spatial State (world = the camera at the first frame; x right, y down, z forward; metres):"]
     for i, (name, f, t) in enumerate((("Initial", frames[0], timestamps[0]), ("Final", frames[-1], timestamps[-1]))):
-        state = f"{name} frame (frame {f}, t={t:.2f} s): Camera Center: {_vec(camera_centers[i])}"
+        state = f"{name} frame (frame {f}, t={t:.2f} s): Camera Center: {vec_text(camera_centers[i])}"
         if object_centers is not None:
-            state += f"; Object Center: {_vec(object_centers[i])}"
+            state += f"; Object Center: {vec_text(object_centers[i])}"
         lines.append(state)
     if reference is not None:
-        lines.append(f"Reference object {reference[0]} at the initial frame: center {_vec(reference[1])}")
+        lines.append(f"Reference object {reference[0]} at the initial frame: center {vec_text(reference[1])}")
     lines.append(f"Temporal cues: {len(frames)} frames sampled over {timestamps[-1] - timestamps[0]:.2f} s.")
     lines.append(f"Computation: {computation}.")
     lines.append(f"So the answer is: {conclusion}.")

@@ -25,6 +25,7 @@ from transformers import ProcessorMixin
 from transformers.video_utils import VideoMetadata
 
 from components.config import ModelConfig
+from components.curation.cot import vec_text
 from components.curation.exports import prompt_text
 from components.models.tpe import stamp
 
@@ -109,10 +110,23 @@ def target_text(record: dict, cfg: ModelConfig) -> str:
     answer = f"<answer>{answer_for(record, cfg)}</answer>"
     if not cfg.with_cot:
         return answer
+    if cfg.cot_style == "state":
+        return f"<thinking>\n{spatial_state(record['solution'])}\n</thinking>\n{answer}"
     cot, n = _ANSWER_TAG.subn(lambda _: answer, record["cot"])
     if n != 1:
         raise ValueError(f"record {record['id']}: the ST-CoT has {n} <answer> tags, expected 1")
     return cot
+
+
+def spatial_state(solution: dict) -> str:
+    """MLLM-4D's Spatial State alone: camera (and object) centers at the initial and the final frame."""
+    lines = []
+    for i, name in enumerate(("Initial", "Final")):
+        line = f"{name}: Camera Center: {vec_text(solution['camera_center'][i])}"
+        if solution.get("object_center") and solution["object_center"][i] is not None:
+            line += f"; Object Center: {vec_text(solution['object_center'][i])}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def instruction(record: dict, cfg: ModelConfig) -> str:

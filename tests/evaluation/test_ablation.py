@@ -1,0 +1,60 @@
+"""The ablation tables: every row is a valid config, paired differences on literal scores, the markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.config import load_params
+from components.evaluation.ablation import TABLES, paired_difference, render_table, scores_by_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("key", sorted(TABLES))
+def test_every_row_is_a_valid_config_and_the_reference_exists(key):
+    table = TABLES[key]
+    assert table.reference in {r.name for r in table.rows}
+    for row in table.rows:
+        load_params(ROOT / "presets" / "small.yaml", row.overrides)  # raises on a misspelled key or value
+
+
+def test_table5_rows_are_the_papers_settings():
+    params = {r.name: load_params(ROOT / "params.yaml", r.overrides).p4d for r in TABLES["5"].rows}
+    assert params["LD only"].latent_weight == 1 and params["LD only"].explicit_weights.depth == 0
+    assert params["ED only"].latent_weight == 0 and params["ED only"].explicit_weights.camray == 1
+    ld_d_f = params["LD+D+F"].explicit_weights
+    assert (ld_d_f.depth, ld_d_f.flow, ld_d_f.motion, ld_d_f.camray) == (1, 1, 0, 0)
+
+
+def test_paired_difference_on_literals():
+    a = {"r1": 1.0, "r2": 1.0, "r3": 0.0, "r4": 1.0}
+    b = {"r1": 0.0, "r2": 1.0, "r3": 0.0, "r5": 1.0}  # r4 / r5 are not shared: left out
+    d = paired_difference(a, b)
+    assert d["n"] == 3 and d["value"] == pytest.approx(1 / 3)
+    lo, hi = d["ci"]
+    assert lo <= d["value"] <= hi and d["shown"] == (lo > 0 or hi < 0)
+    same = paired_difference(a, a)
+    assert same["value"] == 0 and same["ci"] == [0.0, 0.0] and not same["shown"]
+    assert paired_difference(a, {"x": 1.0}) is None
+
+
+def test_scores_by_subset():
+    preds = [{"id": "a", "category": "dimension", "score": 1.0}, {"id": "b", "category": "speed_acceleration", "score": 0.5}]
+    static = frozenset({"dimension"})
+    assert scores_by_id(preds, dynamic=True, static_categories=static) == {"b": 0.5}
+    assert scores_by_id(preds, dynamic=False, static_categories=static) == {"a": 1.0}
+    assert scores_by_id(preds, category="dimension") == {"a": 1.0}
+
+
+def test_render_table_marks_the_reference_and_real_differences():
+    agg = {"value": 0.5, "n": 10, "ci": [0.3, 0.7]}
+    metrics = {"overall": agg, "static": agg, "dynamic": agg, "per_category": {"speed_acceleration": agg}}
+    diff = {"value": 0.2, "ci": [0.1, 0.3], "n": 10, "shown": True}
+    text = render_table(TABLES["6"], {"no time cue": {"metrics": metrics},
+                                      "TPE": {"metrics": metrics, "diff": {"dynamic": diff, "speed_acceleration": diff}}})
+    lines = text.splitlines()
+    assert lines[0].startswith("### 4D-RGPT Tab. 6")
+    assert "| no time cue | 50.0 [30.0, 70.0] |" in text and "| ref |" in text
+    assert "+20.0 [+10.0, +30.0] *" in lines[-1]
