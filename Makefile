@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-all bench lint repro clean
+.PHONY: setup run test test-all bench lint repro experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
-# The quick benchmarks; benchmarks/learning_small.py (the small preset's learning result) takes ~30 min.
-BENCHMARKS := render_speed stereo_quality curation_quality sft_throughput eval_throughput
+# The quick benchmarks; benchmarks/learning_small.py (the small preset's learning result) takes ~30 min;
+# p4d_inference_cost reads the checkpoints `make run` wrote; orchestration_overhead runs `make run`'s chain.
+BENCHMARKS := render_speed stereo_quality curation_quality sft_throughput eval_throughput teacher_quality grpo_step
 bench: $(STAMP)
 	for b in $(BENCHMARKS); do $(PY) benchmarks/$$b.py || exit 1; done
 
@@ -46,5 +47,9 @@ lint: $(STAMP)
 repro: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH dvc repro
 
+# 4D-RGPT's ablation tables (Tab. 4, 5, 6) on the small preset: hours on a 2-core CPU.
+experiments: $(STAMP)
+	$(VENV)/bin/mllm4d --params presets/small.yaml experiments
+
 clean:
-	rm -rf data reports mlflow.db mlartifacts
+	rm -rf data reports mlflow.db mlartifacts experiments

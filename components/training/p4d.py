@@ -45,6 +45,7 @@ from components.io import file_digest, git_commit, write_json
 from components.models import apply_trainable, load_model
 from components.models.factory import save_model
 from components.teacher import Grid, Teacher, TeacherError, load_targets, load_teacher, student_grid
+from components.teacher.targets import read_index
 from components.training.callbacks import ThroughputCallback
 from components.training.gate import loss_curve
 from components.training.sft import RecordCollator, TrainResult, fit, read_records, records_dataset, resume_key, trl_args
@@ -196,13 +197,16 @@ class P4DLogCallback(TrainerCallback):
 
     def __init__(self, distiller: Distiller, cfg: P4DConfig, out: Path) -> None:
         self.distiller, self.out = distiller, out
+        self.curve: list[dict] = []  # Trainer appends to log_history before callbacks add to the entry
         steps = cfg.train.max_steps
         n = cfg.depth_log_steps
         self.depth_steps = {max(1, round(steps * (i + 1) / n)) for i in range(n)} if n else set()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and "loss" in logs:
-            logs.update(self.distiller.take_means())
+            means = self.distiller.take_means()
+            logs.update(means)
+            self.curve.append({"step": state.global_step, **means})
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step in self.depth_steps and self.distiller.last_depth is not None:
@@ -218,17 +222,14 @@ class P4DResult(TrainResult):
 
 def check_targets(targets: Path, grid: Grid, modalities: list[str], cfg: ModelConfig, records: list[dict]) -> dict:
     """Everything P4D needs from the cached targets, checked before any training step."""
-    index_path = Path(targets) / "index.json"
-    if not index_path.is_file():
-        raise FileNotFoundError(f"teacher targets index not found: {index_path} (run the teacher_targets stage)")
-    index = json.loads(index_path.read_text())
-    if Grid(*index["grid"]) != grid:
-        raise TeacherError(f"{index_path}: targets on grid {tuple(index['grid'])}, the student's visual token grid "
-                           f"is {(grid.frames, grid.height, grid.width)}; re-run teacher and teacher_targets")
+    index = read_index(targets)  # a missing or broken index.json: TeacherError naming it
+    if Grid(**index["grid"]) != grid:
+        raise TeacherError(f"{Path(targets) / 'index.json'}: targets on grid {Grid(**index['grid'])}, the student's "
+                           f"visual token grid is {grid}; re-run teacher and teacher_targets")
     missing = sorted(set(modalities) - set(index["modalities"]))
     if missing:
-        raise TeacherError(f"{index_path}: modalities {missing} requested by p4d.explicit_weights, the teacher "
-                           f"produced only {index['modalities']}")
+        raise TeacherError(f"{Path(targets) / 'index.json'}: modalities {missing} requested by p4d.explicit_weights, "
+                           f"the teacher produced only {index['modalities']}")
     load_targets(targets, records[0], cfg)  # one real read: a missing file fails here, named
     return index
 
@@ -250,12 +251,13 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
     distiller.attach()
     depth_dir = out / "depth"
     depth_dir.mkdir(parents=True, exist_ok=True)
+    p4d_log = P4DLogCallback(distiller, cfg, depth_dir)
     trainer = P4DTrainer(
         model=model, args=trl_args(cfg.train, model_cfg, out, report_to=report_to, progress=progress),
         train_dataset=records_dataset(records),
         data_collator=TargetCollator(RecordCollator(processor, model_cfg), targets, model_cfg, modalities),
         processing_class=processor, distiller=distiller,
-        callbacks=[ThroughputCallback(cfg.train.batch_size * cfg.train.grad_accum), P4DLogCallback(distiller, cfg, depth_dir)],
+        callbacks=[ThroughputCallback(cfg.train.batch_size * cfg.train.grad_accum), p4d_log],
     )
     teacher.to(trainer.args.device)
     inputs = {"records": file_digest(data), "sft_model": _digest(Path(sft_model) / "meta.json"),
@@ -265,8 +267,7 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
     distiller.detach()  # training-only modules go: the export is the base architecture
     model_dir = save_model(trainer.model, processor, out / "model")
     losses = loss_curve(trainer.state.log_history)
-    curve = [{k: v for k, v in e.items() if k.startswith("p4d/") or k == "step"}
-             for e in trainer.state.log_history if any(k.startswith("p4d/") for k in e)]
+    curve = p4d_log.curve
     write_json(out / "meta.json", {
         "stage": "p4d",
         "config": {"p4d": asdict(cfg), "teacher": asdict(teacher_cfg), "model": asdict(model_cfg)},

@@ -33,7 +33,8 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     uri, overrides = tracking
     summary = pipeline(params_path=str(SMOKE), overrides=overrides, data_root=str(tmp_path / "data"),
                        reports_root=str(tmp_path / "reports"), models_root=str(tmp_path / "models"))
-    assert "MLflow parent run" in summary and "| zero_shot |" in summary and "| sft |" in summary
+    assert "MLflow parent run" in summary
+    assert all(f"| {name} |" in summary for name in ("zero_shot", "sft", "p4d", "grpo", "blind (grpo)", "random"))
     assert "| random |" in (tmp_path / "reports/comparison.md").read_text()
     sft_metrics = json.loads((tmp_path / "reports/eval/sft/metrics.json").read_text())
     assert sft_metrics["blind"] is not None and sft_metrics["random"] is not None
@@ -46,13 +47,17 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     parents = [r for r in runs if r.data.tags.get("mllm4d.pipeline") == "pipeline"]
     assert len(parents) == 1
     children = {r.data.tags["mllm4d.stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert set(children) == {"scenes", "curate", "validate_data", "base_model", "sft", "evaluate_zero_shot",
-                             "evaluate_sft"}
-    assert children["sft"].data.metrics["gate_success"] == 1.0
+    assert set(children) == {"scenes", "curate", "validate_data", "base_model", "sft", "teacher", "teacher_targets",
+                             "p4d", "grpo", "evaluate_zero_shot", "evaluate_sft", "evaluate_p4d", "evaluate_grpo"}
+    for stage in ("sft", "p4d", "grpo"):
+        assert children[stage].data.metrics["gate_success"] == 1.0, stage
+    assert {"p4d/ld", "p4d/depth", "p4d/flow"} <= set(children["p4d"].data.metrics)
+    assert {"rewards/accuracy/mean", "rewards/format/mean", "kl"} <= set(children["grpo"].data.metrics)
+    assert any(k.startswith("heldout.") for k in children["teacher"].data.metrics)
     sft_logged = children["sft"].data.metrics  # transformers' MLflow callback logged into the stage run
     assert {"loss", "grad_norm", "learning_rate", "samples_per_s", "tokens_per_s"} <= set(sft_logged)
     version = client.get_model_version_by_alias("mllm4d", "challenger")
-    assert version.run_id == children["evaluate_sft"].info.run_id
+    assert version.run_id == children["evaluate_grpo"].info.run_id
     curate_run = children["curate"]
     assert curate_run.data.metrics["records.bench"] > 0
     assert curate_run.inputs.dataset_inputs  # curated splits logged as datasets with digests
