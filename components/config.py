@@ -464,6 +464,9 @@ class GRPOConfig:
     save_steps: int = 50
     sample_completions: int = 4  # completions logged as text artifacts per logging step
     gate: TrainingGateConfig = field(default_factory=TrainingGateConfig)
+    # The gate's "reward held": the last logged mean reward may be at most this below the first. Each
+    # logged point averages batch_size x logging_steps completions: size it to that noise.
+    reward_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:

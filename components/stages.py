@@ -128,14 +128,15 @@ def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, pro
 
 
 def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], model_dir: Path,
-         gate_cfg: TrainingGateConfig, out: Path, stage: str, *, rewards: list[float] | None = None) -> dict:
+         gate_cfg: TrainingGateConfig, out: Path, stage: str, *, rewards: list[float] | None = None,
+         reward_tolerance: float = 0.05) -> dict:
     """The training gate after a training stage: report logged, ``TrainingGateFailed`` when it fails.
     ``rewards`` (GRPO) replaces "the loss fell" by "the mean reward held"."""
     from components.training.sft import read_records
 
     bench = read_records(Path(curated) / "bench.jsonl", split="bench")
     report = training_gate(losses, model_dir, gate_cfg, params.model, bench, out / "gate.json", raise_on_failure=False,
-                           rewards=rewards)
+                           rewards=rewards, reward_tolerance=reward_tolerance)
     run.log_artifact(out / "gate.json", stage)
     run.log_metrics({"gate_success": float(report["success"]),
                      "gate_format_valid": report["checks"]["answers_parse"].get("format_valid_rate", 0.0)})
@@ -251,5 +252,5 @@ def grpo(params: Params, curated: Path, init_model: Path, out: Path, *, root: Pa
         run.log_artifacts(Path(out) / "completions", "grpo/completions")
         run.log_artifact(Path(out) / "meta.json", "grpo")
         gate(run, params, curated, result.losses, result.model_dir, params.grpo.gate, Path(out), "grpo",
-             rewards=result.reward_curve)
+             rewards=result.reward_curve, reward_tolerance=params.grpo.reward_tolerance)
     return result

@@ -14,11 +14,16 @@ from components.training.sft import read_records
 
 def bench_records(curated: Path, cfg: EvaluateConfig) -> list[dict]:
     """The bench split; with ``max_records`` an evenly spaced subset (every category keeps its share)."""
-    records = read_records(Path(curated) / "bench.jsonl", split="bench")
-    if cfg.max_records and len(records) > cfg.max_records:
-        step = len(records) / cfg.max_records
-        records = [records[int(i * step)] for i in range(cfg.max_records)]
-    return records
+    return evenly_spaced(read_records(Path(curated) / "bench.jsonl", split="bench"), cfg.max_records)
+
+
+def evenly_spaced(records: list[dict], n: int) -> list[dict]:
+    """``n`` records spread over the list (0 = all): the bench is grouped by clip and category, so a prefix
+    would see a few categories only."""
+    if not n or len(records) <= n:
+        return records
+    step = len(records) / n
+    return [records[int(i * step)] for i in range(n)]
 
 
 def evaluate_checkpoint(cfg: EvaluateConfig, model_cfg: ModelConfig, curated: Path, model_dir: Path, out: Path, *,

@@ -54,6 +54,7 @@ def training_gate(losses: list[float], model_dir: Path, gate: TrainingGateConfig
                   rewards: list[float] | None = None, reward_tolerance: float = 0.05) -> dict:
     """``rewards`` (GRPO's mean reward per logging step) replaces the "loss fell" check by "reward held"."""
     from components.evaluation.answers import extract_answer  # torch and transformers load only when gating
+    from components.evaluation.checkpoint import evenly_spaced
     from components.models import load_model
     from components.models.generation import make_generate_fn
 
@@ -71,7 +72,7 @@ def training_gate(losses: list[float], model_dir: Path, gate: TrainingGateConfig
     except Exception as exc:  # the report names the error; the gate fails below
         checks["reloads"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     if checks["reloads"]["ok"]:
-        records = bench[: gate.records]
+        records = evenly_spaced(bench, gate.records)
         outputs = make_generate_fn(model, processor, model_cfg, max_new_tokens=gate.max_new_tokens)(records, False)
         valid = [extract_answer(o, r).format_valid for o, r in zip(outputs, records)]
         rate = sum(valid) / max(len(valid), 1)
