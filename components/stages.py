@@ -228,9 +228,9 @@ def p4d(params: Params, curated: Path, sft_model: Path, teacher_dir: Path, targe
         for snap in result.depth_snapshots:
             maps = np.load(snap)
             student, teacher_depth = maps["student"][:, 0], maps["teacher"][:, 0]  # (N, S, S) per frame
-            near, far = float(teacher_depth.min()), float(teacher_depth.max())
-            row = lambda d: np.concatenate([depth_image(f, near=near, far=far) for f in d], axis=1)  # noqa: E731
-            run.log_image(np.concatenate([row(student), row(teacher_depth)], axis=0), f"depth/{snap.stem}.png")
+            scale = {"near": float(teacher_depth.min()), "far": float(teacher_depth.max())}
+            rows = [np.concatenate([depth_image(f, **scale) for f in d], axis=1) for d in (student, teacher_depth)]
+            run.log_image(np.concatenate(rows, axis=0), f"depth/{snap.stem}.png")  # student above, teacher below
         run.log_artifact(Path(out) / "meta.json", "p4d")
         gate(run, params, curated, result.losses, result.model_dir, params.p4d.train.gate, Path(out), "p4d")
     return result

@@ -93,7 +93,7 @@ def _add_differences(reference: str, focus: tuple[str, ...], results: dict[str, 
     static = frozenset(STATIC_CATEGORIES)
     ref = results[reference]["predictions"]
     subsets = {"dynamic": {"dynamic": True}, **{c: {"category": c} for c in focus}}
-    for name, r in results.items():
+    for r in results.values():
         r["diff"] = {s: paired_difference(scores_by_id(r["predictions"], static_categories=static, **kw),
                                           scores_by_id(ref, static_categories=static, **kw))
                      for s, kw in subsets.items()}

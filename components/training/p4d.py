@@ -48,7 +48,15 @@ from components.teacher import Grid, Teacher, TeacherError, load_targets, load_t
 from components.teacher.targets import read_index
 from components.training.callbacks import ThroughputCallback
 from components.training.gate import loss_curve
-from components.training.sft import RecordCollator, TrainResult, fit, read_records, records_dataset, resume_key, trl_args
+from components.training.sft import (
+    RecordCollator,
+    TrainResult,
+    fit,
+    read_records,
+    records_dataset,
+    resume_key,
+    trl_args,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from components.config import GRPOConfig, ParamsError, RewardsConfig, RewardTerm
 from components.io import read_jsonl
-from components.models import build_base_model, tokenizer_corpus
 from components.rewards import REGISTRY, completion_text
 from components.training.gate import TrainingGateFailed, training_gate
 from components.training.grpo import (
@@ -51,11 +50,9 @@ def rewards_cfg(smoke_params) -> RewardsConfig:
 
 
 @pytest.fixture(scope="module")
-def sft_model(tmp_path_factory, smoke_params, smoke_curated) -> Path:
+def sft_model(tmp_path_factory, smoke_params, smoke_curated, base) -> Path:
     """A briefly fine-tuned model: it already writes <answer> tags, so the ST-reward terms see answers."""
     curated, _ = smoke_curated
-    texts = tokenizer_corpus(read_jsonl(curated / "sft.jsonl"), smoke_params.model)
-    base = build_base_model(smoke_params.model, texts, tmp_path_factory.mktemp("base") / "base")
     cfg = replace(smoke_params.sft, max_steps=40, batch_size=8, logging_steps=10, save_steps=1000)
     return run_sft(cfg, smoke_params.model, curated, base, tmp_path_factory.mktemp("sft"), progress=False).model_dir
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,17 +13,10 @@ from safetensors.torch import load_file
 
 from components.config import ModalityWeights
 from components.io import read_jsonl
-from components.models import apply_trainable, build_base_model, encode_batch, load_model, tokenizer_corpus
+from components.models import apply_trainable, encode_batch, load_model
 from components.teacher import TeacherError, load_teacher, student_grid, train_teacher, write_targets
 from components.training.p4d import TARGET_PREFIX, Distiller, TargetCollator, run_p4d
 from components.training.sft import RecordCollator
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, smoke_params, smoke_curated) -> Path:
-    curated, _ = smoke_curated
-    texts = tokenizer_corpus(read_jsonl(curated / "sft.jsonl"), smoke_params.model)
-    return build_base_model(smoke_params.model, texts, tmp_path_factory.mktemp("base") / "base")
 
 
 @pytest.fixture(scope="module")

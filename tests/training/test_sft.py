@@ -12,18 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from components.io import read_jsonl
-from components.models import build_base_model, tokenizer_corpus
 from components.training.gate import TrainingGateFailed, training_gate
 from components.training.sft import run_sft, trl_args
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, smoke_params, smoke_curated) -> Path:
-    curated, _ = smoke_curated
-    texts = tokenizer_corpus(read_jsonl(curated / "sft.jsonl"), smoke_params.model)
-    return build_base_model(smoke_params.model, texts, tmp_path_factory.mktemp("base") / "base")
 
 
 @pytest.fixture(scope="module")
