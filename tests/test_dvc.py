@@ -40,7 +40,7 @@ def test_dvc_repro_reproduces_and_reruns_only_what_changed(tmp_path):
         _run(cmd, project, env)
     dvc = [str(Path(sys.executable).parent / "dvc")]
 
-    out = _run(dvc + ["repro"], project, env)
+    first = out = _run(dvc + ["repro"], project, env)
     assert all(f"Running stage '{s}'" in out for s in ("scenes", "curate", "validate_data")), out
     assert (project / "dvc.lock").is_file() and (project / "data/curated/bench.jsonl").is_file()
 
@@ -51,3 +51,11 @@ def test_dvc_repro_reproduces_and_reruns_only_what_changed(tmp_path):
     (project / "params.yaml").write_text(params)
     out = _run(dvc + ["repro"], project, env)
     assert "Running stage 'validate_data'" in out and "Running stage 'curate'" not in out, out
+
+    # the whole chain ran, and a GRPO param re-runs only GRPO, its evaluation and the comparison
+    assert all(f"Running stage '{s}'" in first for s in ("teacher", "teacher_targets", "p4d", "grpo", "evaluate@grpo"))
+    params = (project / "params.yaml").read_text().replace("  temperature: 1.0\n", "  temperature: 0.9\n", 1)
+    (project / "params.yaml").write_text(params)
+    out = _run(dvc + ["repro"], project, env)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"grpo", "evaluate@grpo", "compare"}, out
