@@ -1,7 +1,7 @@
 """`dvc repro` on a fresh copy of the project: the stages run from params.yaml, a second repro does
 nothing, and a param change re-runs exactly the stages that depend on it.
 
-Slow (about a minute): `pytest -m slow tests/test_dvc.py`.
+Slow (about 3 minutes): `pytest -m slow tests/test_dvc.py`.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ def test_dvc_repro_reproduces_and_reruns_only_what_changed(tmp_path):
     out = _run(dvc + ["repro"], project, env)
     assert "Running stage 'validate_data'" in out and "Running stage 'curate'" not in out, out
 
-    # the whole chain ran, and a GRPO param re-runs only GRPO, its evaluation and the comparison
+    # the whole chain ran, and a GRPO param re-runs only GRPO and its evaluation (and the comparison)
     assert all(f"Running stage '{s}'" in first for s in ("teacher", "teacher_targets", "p4d", "grpo", "evaluate@grpo"))
     params = (project / "params.yaml").read_text().replace("  temperature: 1.0\n", "  temperature: 0.9\n", 1)
     (project / "params.yaml").write_text(params)
     out = _run(dvc + ["repro"], project, env)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"grpo", "evaluate@grpo", "compare"}, out
+    # compare re-runs only if the GRPO checkpoint's metrics changed
+    assert {"grpo", "evaluate@grpo"} <= ran <= {"grpo", "evaluate@grpo", "compare"}, out
