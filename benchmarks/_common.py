@@ -76,3 +76,28 @@ def rounded(obj, digits: int = 4):
     if isinstance(obj, (list, tuple)):
         return [rounded(v, digits) for v in obj]
     return obj
+
+
+class Clock:
+    """Cumulative wall time inside wrapped callables (installed around the real functions: the code under
+    test is unchanged). ``take`` returns the totals and starts again."""
+
+    def __init__(self, *keys: str) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(keys, 0.0)
+
+    def wrap(self, key: str, fn):
+        self.seconds.setdefault(key, 0.0)
+
+        def timed(*a, **k):
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds[key] += time.perf_counter() - start
+
+        timed.__name__ = getattr(fn, "__name__", key)  # TRL names reward functions by __name__
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.seconds = self.seconds, dict.fromkeys(self.seconds, 0.0)
+        return out

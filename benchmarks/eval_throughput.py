@@ -31,33 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, loadavg, machine, prepare, rounded
+from _common import RESULTS, Clock, loadavg, machine, prepare, rounded
 
 OUT = RESULTS / "eval_throughput.json"
 
 
-class Split:
-    """Wall time inside ``frames_for`` (PNG decode + resize, per record) and ``model.generate``: installed
-    around the real functions (module attribute / instance attribute), the code under test is unchanged."""
-
-    def __init__(self) -> None:
-        self.seconds = {"frames_for": 0.0, "generate": 0.0}
-
-    def wrap(self, key: str, fn):
-        def timed(*a, **k):
-            start = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.seconds[key] += time.perf_counter() - start
-        return timed
-
-    def take(self) -> dict:
-        out, self.seconds = self.seconds, {k: 0.0 for k in self.seconds}
-        return out
-
-
-SPLIT = Split()
+SPLIT = Clock("frames_for", "generate")  # frames_for: PNG decode + resize, per record
 
 
 def timed_eval(records: list[dict], generate, batch_size: int) -> tuple[float, list[dict], dict, dict]:

@@ -31,34 +31,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, ROOT, loadavg, machine, prepare, rounded
+from _common import RESULTS, ROOT, Clock, loadavg, machine, prepare, rounded
 
 OUT = RESULTS / "grpo_step.json"
 PARTS = ("generate", "reference", "rewards", "loss_forward", "backward")
-
-
-class Clock:
-    """Cumulative wall time inside wrapped callables, read per training step by ``StepTimes``."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def wrap(self, key: str, fn):
-        def timed(*a, **k):
-            start = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.seconds[key] += time.perf_counter() - start
-
-        timed.__name__ = getattr(fn, "__name__", key)  # TRL names reward functions by __name__
-        return timed
 
 
 def step_times(clock: Clock):
@@ -115,7 +96,7 @@ def main() -> None:
         records = grpo_records(info["curated"], cfg)
         trainer, _ = grpo_trainer(cfg, params.rewards, params.model, records, sft.model_dir, work / "grpo",
                                   progress=False)
-        clock = Clock()
+        clock = Clock(*PARTS)
         trainer.model.generate = clock.wrap("generate", trainer.model.generate)
         if trainer.ref_model is not None:
             trainer.ref_model.forward = clock.wrap("reference", trainer.ref_model.forward)
