@@ -19,24 +19,14 @@ so ``time_cue: tpe`` needs ``visual_input: images``. Timestamps are seconds from
 
 from __future__ import annotations
 
-import math
-
 import torch
 from PIL import Image
 from torch import nn
 from transformers.image_utils import make_flat_list_of_images
 
+from components.time_encoding import timestamp_encoding
+
 TIME_KEY = "mllm4d_timestamp"
-
-
-def timestamp_encoding(t: torch.Tensor, dim: int, max_timescale: float) -> torch.Tensor:
-    """``(n,)`` seconds -> ``(n, dim)`` sinusoids of eq. 5 (``dim`` even: sin at 2i, cos at 2i + 1)."""
-    if dim % 2:
-        raise ValueError(f"TPE needs an even feature size, got {dim}")
-    i = torch.arange(dim // 2, dtype=torch.float32, device=t.device)
-    freq = torch.exp(-math.log(max_timescale) * 2 * i / dim)  # 1 / T^(2i/D)
-    angles = t.float()[:, None] * freq[None, :]
-    return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(len(t), dim)
 
 
 def stamp(image: Image.Image, seconds: float) -> Image.Image:

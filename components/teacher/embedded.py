@@ -39,6 +39,7 @@ from torch import nn
 from components.config import ModelConfig, TeacherConfig
 from components.io import atomic_path, file_digest, git_commit, write_json
 from components.teacher.base import CHANNELS, Grid, Teacher, TeacherError, student_grid
+from components.time_encoding import timestamp_encoding
 
 WEIGHTS = "teacher.safetensors"
 MANIFEST = "teacher.json"
@@ -79,14 +80,6 @@ class Architecture:
     @classmethod
     def from_json(cls, raw: dict) -> Architecture:
         return cls(**{**raw, "grid": Grid(**raw["grid"]), "modalities": tuple(raw["modalities"])})
-
-
-def timestamp_encoding(times: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal encoding (4D-RGPT eq. 5) of ``times`` (..., ) seconds -> (..., dim)."""
-    i = torch.arange(dim, device=times.device)
-    freq = TIME_SCALE ** (-(2 * (i // 2)) / dim)
-    angle = times[..., None] * freq
-    return torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle))
 
 
 def cost_volume(frames: torch.Tensor) -> torch.Tensor:
@@ -199,7 +192,7 @@ class EmbeddedTeacher(Teacher):
         x = x.view(b, g.frames, k, STEM, g.height, SUB, g.width, SUB).permute(0, 1, 4, 6, 2, 3, 5, 7)
         tokens = self.embed(x.reshape(b, g.frames, g.height * g.width, -1))
         rel = (timestamps - timestamps[:, :1]).view(b, g.frames, k).mean(-1)
-        when = self.time_proj(timestamp_encoding(rel, a.channels))[:, :, None]
+        when = self.time_proj(timestamp_encoding(rel, a.channels, TIME_SCALE))[:, :, None]
         tokens = tokens + self.pos_time + self.pos_space + when
         latent = self.norm(self.blocks(tokens.reshape(b, g.tokens, a.channels)))
         return latent.view(b, g.frames, g.height, g.width, a.channels)

@@ -55,7 +55,7 @@ from components.models.factory import save_model
 from components.models.tpe import install_tpe
 from components.rewards import check_terms, completion_text, get_reward
 from components.training.gate import loss_curve
-from components.training.sft import fit, read_records
+from components.training.sft import device_args, fit, read_records
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,6 @@ def use_vllm(cfg: GRPOConfig, model_cfg: ModelConfig) -> bool:
 
 def trl_args(cfg: GRPOConfig, model_cfg: ModelConfig, weights: list[float], out: Path, *, report_to: str,
              progress: bool) -> TRLGRPOConfig:
-    cuda = torch.cuda.is_available()
     vllm = use_vllm(cfg, model_cfg)
     return TRLGRPOConfig(
         output_dir=str(out / "checkpoints"),
@@ -237,9 +236,7 @@ def trl_args(cfg: GRPOConfig, model_cfg: ModelConfig, weights: list[float], out:
         save_total_limit=2,
         seed=cfg.seed,
         report_to=report_to,
-        # TRL defaults to bf16 and gradient checkpointing; neither helps (or works) on a CPU.
-        use_cpu=not cuda,
-        bf16=cuda and model_cfg.dtype == "bfloat16",
+        **device_args(model_cfg),
         gradient_checkpointing=False,
         use_vllm=vllm,
         vllm_mode="colocate",

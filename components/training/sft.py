@@ -74,6 +74,12 @@ class TrainResult:
     train_metrics: dict
 
 
+def device_args(model_cfg: ModelConfig) -> dict:
+    """TRL defaults to bf16 (and gradient checkpointing); neither helps (or works) on a CPU."""
+    cuda = torch.cuda.is_available()
+    return {"use_cpu": not cuda, "bf16": cuda and model_cfg.dtype == "bfloat16"}
+
+
 def trl_args(cfg: SFTConfig, model_cfg: ModelConfig, out: Path, *, report_to: str, progress: bool) -> TRLSFTConfig:
     cuda = torch.cuda.is_available()
     return TRLSFTConfig(
@@ -91,9 +97,7 @@ def trl_args(cfg: SFTConfig, model_cfg: ModelConfig, out: Path, *, report_to: st
         save_total_limit=2,
         seed=cfg.seed,
         report_to=report_to,
-        # TRL defaults to bf16 and gradient checkpointing; neither helps (or works) on a CPU.
-        use_cpu=not cuda,
-        bf16=cuda and model_cfg.dtype == "bfloat16",
+        **device_args(model_cfg),
         gradient_checkpointing=cfg.gradient_checkpointing and cuda,
         deepspeed=cfg.deepspeed or None,
         # Our collator builds inputs and labels from the records: TRL must not tokenise or drop the column.
