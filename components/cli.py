@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
     s.add_argument("--report", type=Path, default=Path("reports/quality"))
 
+    s = sub.add_parser("prior-gate", help="the language-prior gate: text-only guessers (sft) vs random on the bench")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--report", type=Path, default=Path("reports/quality"))
+
     s = sub.add_parser("base-model", help="build the tiny model (local tokenizer) or validate a checkpoint")
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
     s.add_argument("--out", type=Path, default=Path("models/base"))
@@ -45,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
     s.add_argument("--base", type=Path, default=Path("models/base"))
     s.add_argument("--out", type=Path, default=Path("models/sft"))
+
+    s = sub.add_parser("sft-text-only", help="the text-only-trained control: the same SFT with every frame blanked")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"))
+    s.add_argument("--base", type=Path, default=Path("models/base"))
+    s.add_argument("--out", type=Path, default=Path("models/sft_text_only"))
 
     s = sub.add_parser("teacher", help="train the embedded 4D perception teacher (or check an external one)")
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
@@ -74,12 +83,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", required=True, help="checkpoint name in reports (zero_shot, sft, ...)")
     s.add_argument("--out", type=Path, help="default: reports/eval/NAME")
     s.add_argument("--register", action="store_true", help="register in MLflow with alias challenger")
+    s.add_argument("--text-only", type=Path, metavar="PREDICTIONS",
+                   help="the text-only-trained control's predictions.jsonl: its row and the learning headline")
+    s.add_argument("--blank-frames", action="store_true",
+                   help="evaluate on blank frames (the text-only-trained checkpoint itself)")
 
     s = sub.add_parser("compare", help="the comparison table across evaluated checkpoints")
     s.add_argument("metrics", nargs="+", metavar="NAME=reports/eval/NAME/metrics.json")
     s.add_argument("--out", type=Path, default=Path("reports/comparison.md"))
 
-    s = sub.add_parser("experiments", help="4D-RGPT's ablation tables (4, 5, 6) as runs, with 95% intervals")
+    s = sub.add_parser("experiments", help="4D-RGPT's ablation tables (4, 5, 6) as runs, with 95%% intervals")
     s.add_argument("--tables", nargs="+", default=["4", "5", "6"], choices=["4", "5", "6"])
     s.add_argument("--work", type=Path, default=Path("experiments"), help="data and models of the runs")
     s.add_argument("--reports", type=Path, default=Path("reports/experiments"))
@@ -114,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imports per command: the heavy stacks (Prefect, GX) load only when a command needs them.
     from components import stages
     from components.quality import GateFailed
+    from components.quality.prior import PriorGateFailed
+    from components.tracking.runs import Terminated
     from components.training.gate import TrainingGateFailed
 
     try:
@@ -128,12 +143,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "validate":
             report = stages.validate(params, args.curated, args.report, root=root)
             print(report.summary())
+        elif args.command == "prior-gate":
+            report = stages.prior_gate(params, args.curated, args.report, root=root)
+            print(report.summary())
         elif args.command == "base-model":
             path = stages.base_model(params, args.curated, args.out, root=root)
             print(f"base model: {path}")
         elif args.command == "sft":
             result = stages.sft(params, args.curated, args.base, args.out, root=root, progress=progress)
             print(f"sft: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
+                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
+        elif args.command == "sft-text-only":
+            result = stages.sft_text_only(params, args.curated, args.base, args.out, root=root, progress=progress)
+            print(f"sft_text_only: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
                   f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
         elif args.command == "teacher":
             path = stages.teacher(params, args.curated, args.out, root=root, metrics_file=args.metrics,
@@ -156,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
         elif args.command == "evaluate":
             out = args.out or Path("reports/eval") / args.name
-            metrics = stages.evaluate(params, args.curated, args.model, out, name=args.name, root=root,
-                                      register=args.register, progress=progress)
+            eval_params = stages.text_only_params(params) if args.blank_frames else params
+            metrics = stages.evaluate(eval_params, args.curated, args.model, out, name=args.name, root=root,
+                                      register=args.register, progress=progress, text_only=args.text_only)
             print(f"{args.name}: accuracy {metrics['model']['overall']['value']:.3f} -> {out / 'report.md'}")
+            if metrics.get("headline"):
+                from components.evaluation.controls import headline_text
+
+                print(f"{args.name}: {headline_text(metrics['headline'])}")
         elif args.command == "compare":
             from components.evaluation.report import comparison_table
             from components.io import write_text
@@ -179,12 +206,15 @@ def main(argv: list[str] | None = None) -> int:
                                data_root=str(args.data), reports_root=str(args.reports),
                                models_root=str(args.models))
             print(summary)
-    except (GateFailed, TrainingGateFailed) as exc:
+    except (GateFailed, PriorGateFailed, TrainingGateFailed) as exc:
         print(f"mllm4d: {exc}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as exc:
         print(f"mllm4d: {exc}", file=sys.stderr)
         return 1
+    except Terminated as exc:  # SIGTERM: the open MLflow runs were ended KILLED on the way out
+        print(f"mllm4d: {args.command} stopped: {exc}", file=sys.stderr)
+        return 128 + 15  # the shell's code for a SIGTERM'd process
     return 0
 
 

@@ -3,11 +3,18 @@
 Defaults live here and only here. ``load_params`` reads a YAML file (``params.yaml`` or a preset under
 ``presets/``), applies ``-S section.key=value`` overrides and builds the dataclasses; an unknown or
 misspelled key is an error that names the file and the key, never silently ignored.
+
+Files and override values are read with YAML 1.2's core schema (``_Yaml12Loader``), as DVC reads
+``params.yaml``: ``1e-3`` is a float (PyYAML's YAML 1.1 reads it as a string), ``010`` is ten, and only
+``true``/``false`` are booleans. Every float parameter must be finite: ``.nan`` or ``.inf`` is refused
+with the key named, before any stage runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +26,58 @@ import yaml
 
 class ParamsError(ValueError):
     """A params file or override is invalid; the message names the file and the key."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 core-schema scalars: booleans, ints and floats.
+
+    PyYAML implements YAML 1.1, where a float needs a dot (``1e-3`` is the string "1e-3"), ``yes``/``off``
+    are booleans and ``010`` is octal; YAML 1.2 (and DVC, which reads the same ``params.yaml``) disagree.
+    """
+
+
+_CORE_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _CORE_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):  # YAML 1.2: only these prefixes change the base ("010" is ten)
+        return int(text, 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+def _yaml12_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = loader.construct_scalar(node).lower()
+    if text.endswith((".inf", ".nan")):
+        return float(text.replace(".", ""))  # "-.inf" -> float("-inf"), ".nan" -> float("nan")
+    return float(text)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _yaml12_float)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values, with YAML 1.2 core-schema scalars (``1e-3`` is a float)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 @dataclass(frozen=True)
@@ -144,6 +203,9 @@ class QualityConfig:
 
     # Each option letter's share of a split's multiple-choice answers must be within this of uniform.
     letter_balance_tolerance: float = 0.15
+    # Each answer class of a categorical question's label set (the five translational directions, ...): its
+    # share of a split's questions of that category within this fraction of uniform (0.1: 20% +- 2% of 5).
+    answer_balance_tolerance: float = 0.10
     min_records_per_split: int = 10
     required_categories: list[str] = field(default_factory=list)
     max_examples: int = 5
@@ -151,6 +213,34 @@ class QualityConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.letter_balance_tolerance < 1.0:
             raise ParamsError("quality.letter_balance_tolerance must be in (0, 1)")
+        if not 0.0 < self.answer_balance_tolerance < 1.0:
+            raise ParamsError("quality.answer_balance_tolerance must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The language-prior gate (``components.quality.prior``): text-only guessers fitted on the sft split
+    must not beat random on the bench's dynamic multiple-choice categories by more than these margins."""
+
+    max_category_gap: float = 0.10  # the best guesser's bench accuracy - random, per dynamic category (0-1)
+    max_macro_gap: float = 0.05  # the same, averaged over the dynamic categories
+    # Allowance for chance: a gap fails only beyond its limit + noise_z standard errors of a chance-level
+    # guesser on that many records (8 points at 30 records of 4 options, 3 at 200), so a small clean bench
+    # does not fail by luck; as the bench grows the limits become exact. 0 = the limits alone.
+    noise_z: float = 2.0
+    # Each category's guesser is chosen on sft, cross-fitted over this many folds of sft clips (choosing the
+    # best on the bench itself would make a clean bench fail by chance).
+    selection_folds: int = 5
+    logreg_l2: float = 0.01  # L2 weight of the logistic-regression guesser
+    logreg_steps: int = 300  # its full-batch optimiser steps
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.max_category_gap <= 1.0 and 0.0 <= self.max_macro_gap <= 1.0):
+            raise ParamsError("prior.max_category_gap and prior.max_macro_gap must be in [0, 1]")
+        if self.noise_z < 0 or self.logreg_steps < 1 or self.logreg_l2 < 0:
+            raise ParamsError("prior.noise_z >= 0, prior.logreg_steps >= 1 and prior.logreg_l2 >= 0")
+        if self.selection_folds < 2:
+            raise ParamsError("prior.selection_folds must be >= 2 (fit on some sft clips, score on the others)")
 
 
 @dataclass(frozen=True)
@@ -264,6 +354,9 @@ class ModelConfig:
     # each frame; "prompt" states duration and fps in the question; "none" gives no time cue at all.
     time_cue: Literal["none", "prompt", "marks", "tpe"] = "tpe"
     tpe_max_timescale: float = 100.0  # T of eq. 5, in seconds: longer than any clip
+    # Every frame blanked (black, same count and size, time cue kept) in training, gates and evaluation:
+    # the text-only-trained control (the `sft_text_only` stage sets it), the best the priors give this model.
+    blank_frames: bool = False
 
     def __post_init__(self) -> None:
         if not self.source.strip():
@@ -486,12 +579,19 @@ class EvaluateConfig:
     max_new_tokens: int = 32
     max_records: int = 0  # 0 = every bench record
     blind_baseline: bool = True  # the same model with blank frames: beats random but not blind = text priors
+    # The same model with each bench clip's frames replaced by another bench clip's (a fixed derangement):
+    # in-distribution pixels, wrong content. Blank frames are out of distribution once the vision tower trains.
+    shuffled_baseline: bool = True
+    shuffle_seed: int = 0  # the derangement of bench clips
+    bootstrap_samples: int = 1000  # clip-level bootstrap replicates behind every 95% interval
     register: bool = True  # register the evaluated checkpoint in the MLflow registry (alias challenger)
     registered_model: str = "mllm4d"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_records < 0:
             raise ParamsError("evaluate.batch_size and max_new_tokens must be >= 1, max_records >= 0")
+        if self.bootstrap_samples < 100:
+            raise ParamsError("evaluate.bootstrap_samples must be >= 100 (a 95% interval from fewer is noise)")
 
 
 @dataclass(frozen=True)
@@ -499,6 +599,7 @@ class Params:
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     curation: CurationConfig = field(default_factory=CurationConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -558,6 +659,10 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
         return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ParamsError(f"{source}: {where} must be {tp.__name__}, got {value!r}")
+    # NaN compares false with everything, so range checks (``x > 0``, splits summing to 1) let it through
+    # and it fails much later; no parameter here has a use for NaN or infinity.
+    if tp is float and not math.isfinite(value):
+        raise ParamsError(f"{source}: {where} must be a finite number, got {value!r}")
     return value
 
 
@@ -571,7 +676,11 @@ def _apply_override(tree: dict, override: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ParamsError(f"override {override!r}: '{key}' is not a section")
-    node[keys[-1]] = yaml.safe_load(raw)
+    try:
+        node[keys[-1]] = parse_yaml(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(f"override {override!r}: the value {raw!r} is not valid YAML ({problem})") from None
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
@@ -580,7 +689,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     for override in overrides:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from components.config import Params, TrainingGateConfig, flatten
@@ -98,6 +98,26 @@ def validate(params: Params, curated: Path, report_dir: Path, *, root: Path) -> 
     return report
 
 
+def prior_gate(params: Params, curated: Path, report_dir: Path, *, root: Path):
+    """The language-prior gate: text-only guessers fitted on sft must not beat random on the bench by more
+    than ``params.prior`` allows; raises ``PriorGateFailed`` (after writing and logging its report)."""
+    from components.quality.prior import PriorGateFailed, run_prior_gate
+
+    with stage_run("prior_gate", params.tracking, root, params={"prior": asdict(params.prior)}) as run:
+        report = run_prior_gate(curated, params.prior, report_dir, raise_on_failure=False)
+        metrics = {"gate_success": float(report.success), "gate_failures": float(len(report.failures)),
+                   "macro_gap": report.macro_gap if report.macro_gap is not None else float("nan")}
+        for c in report.categories:
+            metrics |= {f"gap.{c.category}": c.gap, f"random.{c.category}": c.random,
+                        **{f"accuracy.{c.category}.{g}": v for g, v in c.accuracy.items()}}
+        run.log_metrics(metrics)
+        run.log_artifact(report.report_json, "prior_gate")
+        run.log_artifact(report.report_md, "prior_gate")
+        if not report.success:
+            raise PriorGateFailed(report)
+    return report
+
+
 def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
     """Build the tiny model (tokenizer trained on the curated text) or validate a checkpoint source."""
     from components.models import build_base_model, tokenizer_corpus
@@ -113,18 +133,29 @@ def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
     return model_dir
 
 
-def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, progress: bool = True):
+def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, progress: bool = True,
+        stage: str = "sft"):
     """SFT on the sft split, then the training gate on a few bench records."""
     from components.training.sft import run_sft
 
-    with stage_run("sft", params.tracking, root, params={"sft": asdict(params.sft), "model": asdict(params.model)}) as run:
+    with stage_run(stage, params.tracking, root, params={"sft": asdict(params.sft), "model": asdict(params.model)}) as run:
         run.log_dataset(Path(curated) / "sft.jsonl", name="curated-sft", context="training")
         result = run_sft(params.sft, params.model, curated, base, out, report_to="mlflow", progress=progress)
         run.log_metrics({"train_seconds": result.seconds, "train_samples_per_s": result.samples_per_s,
                          "final_loss": result.losses[-1] if result.losses else float("nan")})
         run.log_artifact(Path(out) / "meta.json", "sft")
-        gate(run, params, curated, result.losses, result.model_dir, params.sft.gate, Path(out), "sft")
+        gate(run, params, curated, result.losses, result.model_dir, params.sft.gate, Path(out), stage)
     return result
+
+
+def text_only_params(params: Params) -> Params:
+    """The text-only-trained control's params: the same recipe with every frame blanked."""
+    return replace(params, model=replace(params.model, blank_frames=True))
+
+
+def sft_text_only(params: Params, curated: Path, base: Path, out: Path, *, root: Path, progress: bool = True):
+    """The text-only-trained control: SFT with the same recipe on blank frames (time cue kept)."""
+    return sft(text_only_params(params), curated, base, out, root=root, progress=progress, stage="sft_text_only")
 
 
 def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], model_dir: Path,
@@ -146,8 +177,10 @@ def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], mod
 
 
 def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name: str, root: Path,
-             register: bool = False, progress: bool = True) -> dict:
-    """Evaluate a checkpoint on the bench split (and blind); optionally register it as ``challenger``."""
+             register: bool = False, progress: bool = True, text_only: Path | None = None) -> dict:
+    """Evaluate a checkpoint on the bench split with its controls (blank frames, shuffled video and, given
+    the text-only-trained checkpoint's ``predictions.jsonl`` as ``text_only``, that one and the headline);
+    optionally register it as ``challenger``. ``params.model.blank_frames`` evaluates on blank frames."""
     from components.evaluation.checkpoint import evaluate_checkpoint
     from components.tracking.registry import register_model
 
@@ -155,7 +188,7 @@ def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name:
                    tags={"mllm4d.checkpoint": name}) as run:
         run.log_dataset(Path(curated) / "bench.jsonl", name="curated-bench", context="evaluation")
         result = evaluate_checkpoint(params.evaluate, params.model, curated, model_dir, out, name=name,
-                                     progress=progress)
+                                     progress=progress, text_only=text_only)
         # {"model": {"overall": {"value": .., "n": .., "ci": ..}, ...}, "blind": ..} -> "model.overall": ..
         metrics = {k.removesuffix(".value"): float(v) for k, v in flatten(result.metrics).items()
                    if k.endswith(".value") and isinstance(v, (int, float))}

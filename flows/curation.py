@@ -1,4 +1,4 @@
-"""The ``curation`` flow: scenes -> curate (one task per clip) -> data gate.
+"""The ``curation`` flow: scenes -> curate (one task per clip) -> data gate -> language-prior gate.
 
 Thin: each task calls the same component function the CLI and ``dvc repro`` call. Rendering and
 curating fan out over clips with ``.map``; only I/O errors are retried; a failed gate fails the flow.
@@ -47,6 +47,11 @@ def validate_task(params: Params, curated: Path, report_dir: Path, root: Path):
     return stages.validate(params, curated, report_dir, root=root)
 
 
+@task(cache_policy=NO_CACHE)
+def prior_gate_task(params: Params, curated: Path, report_dir: Path, root: Path):
+    return stages.prior_gate(params, curated, report_dir, root=root)
+
+
 def run_scenes(params: Params, out: Path, root: Path) -> list[Path]:
     with stage_run("scenes", params.tracking, root, params={"scenes": asdict(params.scenes)}) as run:
         start = time.perf_counter()
@@ -62,7 +67,7 @@ def run_curation(params: Params, clips_root: Path, out: Path, root: Path) -> dic
     return stages.curate(params, clips_root, out, root=root, results=results)
 
 
-def curation_markdown(stats: dict, gate_summary: str) -> str:
+def curation_markdown(stats: dict, gate_summary: str, prior_summary: str = "") -> str:
     agree = stats["label_agreement"].get("overall", {})
     rows = "\n".join(f"| {s} | {stats['records'][s]} | {stats['questions'][s]} | {stats['clips_per_split'][s]} |"
                      for s in stats["records"])
@@ -74,6 +79,7 @@ def curation_markdown(stats: dict, gate_summary: str) -> str:
         f"- curation speed: {stats['performance']['frames_per_s_per_core']:.1f} stereo frames/s per core "
         f"(stereo matcher alone {stats['performance']['stereo_only_frames_per_s']:.1f})\n\n"
         f"## Data gate\n\n```\n{gate_summary}\n```\n"
+        + (f"\n## Language-prior gate\n\n```\n{prior_summary}\n```\n" if prior_summary else "")
     )
 
 
@@ -86,6 +92,8 @@ def curation(params_path: str = "params.yaml", overrides: list[str] | None = Non
     run_scenes(params, data / "scenes", root)
     stats = run_curation(params, data / "scenes", data / "curated", root)
     report = validate_task(params, data / "curated", reports / "quality", root)
-    create_markdown_artifact(key="curation-summary", markdown=curation_markdown(stats, report.summary()),
-                             description="curation and data gate headline numbers")
+    prior = prior_gate_task(params, data / "curated", reports / "quality", root)
+    create_markdown_artifact(key="curation-summary",
+                             markdown=curation_markdown(stats, report.summary(), prior.summary()),
+                             description="curation, data gate and language-prior gate headline numbers")
     return stats

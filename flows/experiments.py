@@ -19,7 +19,14 @@ from prefect.artifacts import create_markdown_artifact
 from components import stages
 from components.config import Params, to_dict
 from components.curation.schema import STATIC_CATEGORIES
-from components.evaluation.ablation import TABLES, Row, paired_difference, render_table, scores_by_id
+from components.evaluation.ablation import (
+    TABLES,
+    Row,
+    clips_by_id,
+    paired_difference,
+    render_table,
+    scores_by_id,
+)
 from components.io import read_jsonl, write_json, write_text
 from components.tracking import pipeline_run
 from flows.common import params_from
@@ -92,8 +99,9 @@ def experiments(tables: list[str] | None = None, params_path: str = "params.yaml
 def _add_differences(reference: str, focus: tuple[str, ...], results: dict[str, dict]) -> None:
     static = frozenset(STATIC_CATEGORIES)
     ref = results[reference]["predictions"]
+    clips = clips_by_id(ref)  # every row answered the same bench records
     subsets = {"dynamic": {"dynamic": True}, **{c: {"category": c} for c in focus}}
     for r in results.values():
         r["diff"] = {s: paired_difference(scores_by_id(r["predictions"], static_categories=static, **kw),
-                                          scores_by_id(ref, static_categories=static, **kw))
+                                          scores_by_id(ref, static_categories=static, **kw), clips=clips)
                      for s, kw in subsets.items()}

@@ -1,8 +1,10 @@
 """The ``pipeline`` flow: the whole chain under one MLflow parent run.
 
-scenes -> curate -> data gate -> base model -> SFT -> gate -> teacher -> teacher targets -> P4D -> gate ->
-GRPO -> gate -> evaluation (random, blind, zero-shot, SFT, P4D, GRPO) -> register the GRPO checkpoint as
-``challenger``, with the comparison table and the MLflow parent run's link as a Prefect artifact.
+scenes -> curate -> data gate -> language-prior gate -> base model -> SFT -> gate (and the text-only-trained
+control: SFT on blank frames -> gate) -> teacher -> teacher targets -> P4D -> gate -> GRPO -> gate -> evaluation
+(zero-shot, SFT, P4D, GRPO, each with random, blank-frame, shuffled-video and text-only-trained controls and
+the learning headline) -> register the GRPO checkpoint as ``challenger``, with the comparison table and the
+MLflow parent run's link as a Prefect artifact.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def pipeline(params_path: str = "params.yaml", overrides: list[str] | None = Non
             f"curated data: {Path(data_root) / 'curated'} ({stats['records']})\n"
             f"data gate report: {Path(reports_root) / 'quality' / 'gate_report.json'} "
             f"(Data Docs: {Path(reports_root) / 'quality' / 'data_docs'})\n"
+            f"language-prior gate report: {Path(reports_root) / 'quality' / 'prior_report.md'}\n"
             f"checkpoints: {checkpoints}; comparison: {Path(reports_root) / 'comparison.md'}\n"
             f"MLflow parent run: {parent.url()}"
         )

@@ -50,3 +50,39 @@ def test_help_for_every_stage(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
     assert "--out" in capsys.readouterr().out
+
+
+def test_top_level_help_runs_as_a_command():
+    # "mllm4d --help" crashed on a bare "%" in a help text (argparse %-formats them).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "components.cli", "--help"], cwd=root, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "usage: mllm4d" in done.stdout and "experiments" in done.stdout
+
+
+def _subcommands() -> list[str]:
+    import argparse
+
+    from components.cli import _parser
+
+    actions = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(actions[0].choices)
+
+
+@pytest.mark.parametrize("command", [None, *_subcommands()])
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"] if command is None else [command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: mllm4d" in capsys.readouterr().out
+
+
+def test_malformed_override_is_exit_2_with_one_line(in_tmp, capsys):
+    assert main(["--params", str(SMOKE), "-S", "sft.max_steps=[1", "scenes"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sft.max_steps=[1" in err and "Traceback" not in err

@@ -8,6 +8,7 @@ label in ``provenance`` so ``stats.json`` can report how often the curation agre
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -17,11 +18,15 @@ import numpy as np
 from components.config import CurationConfig
 from components.curation.clip import ClipResult
 from components.curation.cot import render_cot
-from components.curation.questions import QuestionSpec
+from components.curation.questions import LABEL_SETS, QuestionSpec, answer_class
 from components.curation.schema import CATEGORIES, LETTERS, SPLITS, STATIC_CATEGORIES
 
+log = logging.getLogger(__name__)
+
+# A class may exceed the rarest class's count by this fraction: shares then stay within +-5% (relative) of
+# uniform, half the data gate's tolerance (quality.answer_balance_tolerance).
+QUOTA_SLACK = 0.05
 NUMERIC_TOLERANCE = 0.10  # a numeric label "agrees" with ground truth within 10% (the issue's bar)
-MIN_OPTION_GAP = 0.2  # numeric options differ from each other by at least 20% of the truth
 
 
 @dataclass
@@ -79,25 +84,16 @@ def _select(specs: list[QuestionSpec], cap: int, rng: np.random.Generator) -> li
 
 
 def numeric_options(value: float, n: int, rng: np.random.Generator) -> list[float]:
-    """The truth plus ``n - 1`` distractors in [25%, 175%] of it, pairwise >= 20% of the truth apart.
+    """A geometric ladder of ``n`` values at a random ratio in [1.3, 1.7], the truth on a uniform rung.
 
-    The truth's rank among the options is drawn uniformly first: drawing distractors around the truth
-    would put it in the middle of the range, and "pick the middle value" would beat the benchmark blind.
-    (With 5 options the range holds at most 3 values on each side, so ranks 0 and 4 are redrawn.)
+    The ladder's shape does not depend on which rung is the truth, so neither the truth's rank nor its
+    distance to the options' mean, median or extremes says which option it is (a "pick the middle value"
+    rule scored 61% on the earlier distractors drawn around the truth). Rungs differ by >= 30%.
+    Returns the truth first, then the other rungs (the caller places the truth's letter).
     """
-    below = np.round(np.arange(0.25, 1.0 - MIN_OPTION_GAP + 1e-9, 0.05), 2)
-    above = np.round(np.arange(1.0 + MIN_OPTION_GAP, 1.7501, 0.05), 2)
-    for _ in range(100):
-        n_below = int(rng.integers(0, n))
-        picked = [1.0]
-        for pool, k in ((below, n_below), (above, n - 1 - n_below)):
-            for m in rng.permutation(pool):
-                if k and all(abs(m - p) >= MIN_OPTION_GAP - 1e-9 for p in picked):
-                    picked.append(float(m))
-                    k -= 1
-        if len(picked) == n:
-            return [value * m for m in picked]
-    raise ValueError(f"cannot place {n} options {MIN_OPTION_GAP:.0%} apart in [25%, 175%]")
+    ratio = float(rng.uniform(1.3, 1.7))
+    rung = int(rng.integers(n))
+    return [value] + [value * ratio ** (j - rung) for j in range(n) if j != rung]
 
 
 def _fmt(value: float, unit: str | None) -> str:
@@ -129,21 +125,25 @@ def build_records(items: list[Labelled], cfg: CurationConfig) -> dict[str, list[
         by_split[it.split].append(it)
     for split, lst in by_split.items():
         lst.sort(key=lambda it: _stable_hash(cfg.seed, it.clip.clip_id, it.label.key))
-        mc_index = 0
+        mc_index: Counter = Counter()
         for it in lst:
             rng = np.random.default_rng(_stable_hash(cfg.seed, "options", it.clip.clip_id, it.label.key))
             spec, n = it.label, cfg.num_options
             if spec.answer_type == "choice" or not it.as_numeric:
                 if spec.answer_type == "choice":
+                    # Options come from the answers that can be true: with a label set smaller than
+                    # num_options (three rotations) the question gets fewer options, not a never-true one.
                     others = [c for c in spec.choices if c != spec.correct]
+                    n = min(n, len(spec.choices))
                     texts = [spec.correct] + [others[i] for i in rng.permutation(len(others))[: n - 1]]
                     values = None
                 else:
                     values = numeric_options(spec.value, n, rng)
                     texts = [_fmt(v, spec.unit) for v in values]
-                # Balanced letters: the truth goes to letter mc_index mod n, the rest keep their shuffled order.
-                target = mc_index % n
-                mc_index += 1
+                # Balanced letters: the truth goes to letter k mod n (k counts this split's n-option
+                # questions), the rest keep their shuffled order.
+                target = mc_index[n] % n
+                mc_index[n] += 1
                 order = list(range(1, n))
                 order.insert(target, 0)
                 options = [texts[i] for i in order]
@@ -250,7 +250,41 @@ def label_questions(results: list[ClipResult], cfg: CurationConfig) -> list[Labe
                 _stable_hash(cfg.seed, "numeric", r.clip_id, spec.key) % 1000 < cfg.numeric_fraction * 1000)
             items.append(Labelled(r, split, spec, other_specs.get(spec.key),
                                   "ground_truth" if use_gt else "estimated", as_numeric))
-    return items
+    return balance_answers(items, cfg.seed)
+
+
+def balance_answers(items: list[Labelled], seed: int) -> list[Labelled]:
+    """Fill equal quotas per answer class: for each split and categorical question kind, keep as many
+    questions of each class of the category's label set as the rarest class has (+ QUOTA_SLACK), chosen by
+    a seeded hash.
+
+    The scene sampler already draws motions, rotations and speed changes about evenly, so the quotas
+    trim the surplus (still objects, mostly) rather than most of the data; without them a text-only guesser
+    answering "it does not move" scored 71% on translational questions. When a class of the label set has
+    no question at all in a split, that kind is not asked there.
+    """
+    groups: dict[tuple[str, str, str], dict[str, list[Labelled]]] = defaultdict(lambda: defaultdict(list))
+    kept = []
+    for it in items:
+        spec = it.label
+        if spec.answer_type != "choice" or spec.category not in LABEL_SETS:
+            kept.append(it)
+            continue
+        groups[(it.split, spec.category, spec.kind)][answer_class(spec.category, spec.correct)].append(it)
+    for (split, category, kind), by_class in sorted(groups.items()):
+        missing = set(LABEL_SETS[category]) - set(by_class)
+        if missing:
+            # Balanced among the classes present, the answer would still be guessable from the text (with a
+            # static camera every ego-motion answer is "it stays still"): such questions are not asked.
+            log.info("%s: no %s question answers %s; its %d questions are not asked", split, category,
+                     sorted(missing), sum(map(len, by_class.values())))
+            continue
+        quota = int(min(len(v) for v in by_class.values()) * (1 + QUOTA_SLACK))
+        for cls, lst in sorted(by_class.items()):
+            lst.sort(key=lambda it: _stable_hash(seed, "quota", it.clip.clip_id, it.label.key))
+            kept.extend(lst[:quota])
+        log.debug("%s/%s:%s: %d per class of %s", split, category, kind, quota, sorted(by_class))
+    return kept
 
 
 def label_agreement(results: list[ClipResult]) -> dict[str, dict]:

@@ -3,6 +3,10 @@
 ``curate_clip`` is the unit of fan-out (a process pool in the CLI, ``.map`` in the Prefect flow). It reads
 only what a real stereo dataset gives: frames, calibration, poses and instance masks when present. It
 reads ``gt/`` afterwards, separately, only to label the same questions from ground truth.
+
+It writes nothing: the Set-of-Marks image travels in the result and ``finalize`` writes it with every
+other output, so a clip never leaves a file behind (a killed or retried task included). Any failure in
+one clip quarantines that clip, named with the file at fault where it is known, and never stops the others.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +34,13 @@ from components.curation.geometry import (
     to_world,
     yaw_rate,
 )
-from components.curation.regions import mask_box, rle_encode, write_som
+from components.curation.regions import encode_som, mask_box, rle_encode, som_relpath
 from components.curation.stereo import disparity_to_depth, estimate_disparity
 from components.sources.clip import ClipError, ClipMeta, frame_name, read_mask, read_meta, read_rgb
 
 log = logging.getLogger(__name__)
+
+GT_TRACKS = "gt/tracks.json"
 
 
 @dataclass
@@ -46,7 +54,8 @@ class ClipResult:
     frame_paths: list[str] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)
     regions: dict[int, dict] = field(default_factory=dict)  # object id -> {box, mask_rle}
-    som_image: str | None = None
+    som_image: str | None = None  # where finalize writes ``som_png`` (under the final output folder)
+    som_png: bytes | None = None  # encoded here, written by finalize: a clip never writes into the output
     est: dict[str, q.QuestionSpec] = field(default_factory=dict)
     gt: dict[str, q.QuestionSpec] | None = None
     # For the ST-CoT: camera and object centers at the first and last sampled frame, per geometry source.
@@ -64,13 +73,33 @@ def sample_frames(num_frames: int, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, n)})
 
 
-def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta: ClipMeta) -> None:
+@contextmanager
+def _reading(clip: Path, file: str) -> Iterator[None]:
+    """Turn an unforeseen failure while handling ``file`` into a ClipError naming the clip and the file,
+    so one odd clip is quarantined instead of aborting the whole curation."""
+    try:
+        yield
+    except ClipError:
+        raise
+    except Exception as exc:
+        log.debug("unexpected error in %s (%s)", clip, file, exc_info=True)
+        raise ClipError(clip, file, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta: ClipMeta,
+                cfg: CurationConfig) -> None:
     if left.shape != right.shape:
         raise ClipError(clip, f"right/{name}", f"size {right.shape[1]}x{right.shape[0]} differs from the left "
                         f"frame's {left.shape[1]}x{left.shape[0]}")
     if left.shape[:2] != (meta.height, meta.width):
         raise ClipError(clip, f"left/{name}", f"size {left.shape[1]}x{left.shape[0]} differs from meta.json's "
                         f"{meta.width}x{meta.height}")
+    # The matcher searches max_disparity columns with a block_size window: a smaller frame has no depth.
+    min_w, min_h = cfg.stereo.max_disparity + 1, cfg.stereo.block_size
+    if left.shape[1] < min_w or left.shape[0] < min_h:
+        raise ClipError(clip, f"left/{name}", f"size {left.shape[1]}x{left.shape[0]} is too small for stereo "
+                        f"(at least {min_w}x{min_h}: wider than curation.stereo.max_disparity, as tall as "
+                        "curation.stereo.block_size)")
 
 
 def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[Geometry, dict]:
@@ -85,24 +114,25 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
         name = frame_name(t)
         t0 = time.perf_counter()
         left, right = read_rgb(clip, f"left/{name}"), read_rgb(clip, f"right/{name}")
-        instance = read_mask(clip, f"masks/{name}")
+        _check_pair(clip, name, left, right, meta, cfg)
+        instance = read_mask(clip, f"masks/{name}", size=left.shape[:2])
         timings["read"] += time.perf_counter() - t0
-        _check_pair(clip, name, left, right, meta)
-        t0 = time.perf_counter()
-        disparity = estimate_disparity(left, right, max_disparity=cfg.stereo.max_disparity, cfg=cfg.stereo)
-        timings["stereo"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        depth = disparity_to_depth(disparity, meta.fx, meta.baseline_m)
-        for i in ids:
-            m = instance == i
-            masks[i].append(m)
-            obs[i][t] = observe_object(depth, m, meta.K) if m.any() else None
+        with _reading(clip, f"left/{name}, right/{name}, masks/{name}"):
+            t0 = time.perf_counter()
+            disparity = estimate_disparity(left, right, max_disparity=cfg.stereo.max_disparity, cfg=cfg.stereo)
+            timings["stereo"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            depth = disparity_to_depth(disparity, meta.fx, meta.baseline_m)
+            for i in ids:
+                m = instance == i
+                masks[i].append(m)
+                obs[i][t] = observe_object(depth, m, meta.K) if m.any() else None
+                if t == 0:
+                    first_masks[i] = m
+            grays.append(cv2.cvtColor(left, cv2.COLOR_RGB2GRAY).astype(np.float32))
             if t == 0:
-                first_masks[i] = m
-        grays.append(cv2.cvtColor(left, cv2.COLOR_RGB2GRAY).astype(np.float32))
-        if t == 0:
-            first_left = left
-        timings["tracks"] += time.perf_counter() - t0
+                first_left = left
+            timings["tracks"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     times = np.arange(T) / meta.fps
     tracks = {}
@@ -129,20 +159,53 @@ def ground_truth_geometry(clip: Path, meta: ClipMeta) -> Geometry | None:
         return None
     try:
         gt = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ClipError(clip, "gt/tracks.json", f"not valid JSON: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ClipError(clip, GT_TRACKS, f"not valid JSON: {exc}") from None
+    objects = gt.get("objects") if isinstance(gt, dict) else None
+    if not isinstance(objects, list):
+        raise ClipError(clip, GT_TRACKS, "must be an object with an 'objects' list")
     T = meta.num_frames
     times = np.arange(T) / meta.fps
     poses = meta.poses if meta.poses is not None else np.tile(np.eye(4), (T, 1, 1))
     first_inv = np.linalg.inv(poses[0])
+    duration = max(times[-1] - times[0], 1e-9)
     tracks = {}
-    for o in gt["objects"]:
-        centers = np.asarray(o["center"], dtype=np.float64) @ first_inv[:3, :3].T + first_inv[:3, 3]
-        yaw = np.unwrap(np.asarray(o["yaw"], dtype=np.float64))  # + = counter-clockwise seen from above
-        rate = float((yaw[-1] - yaw[0]) / max(times[-1] - times[0], 1e-9))
-        tracks[int(o["id"])] = Track(int(o["id"]), o["label"], centers, centers, float(o["size"][1]),
-                                     float(o["size"][0]), rate, 1.0)
+    for k, o in enumerate(objects):
+        track = _gt_track(clip, k, o, T, duration, first_inv)
+        tracks[track.object_id] = track
     return Geometry(times, relative_poses(poses), tracks)
+
+
+def _gt_field(clip: Path, where: str, o: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``o[key]`` as a finite float array of ``shape``; a ClipError naming the object and the field if not."""
+    if key not in o:
+        raise ClipError(clip, GT_TRACKS, f"{where}: missing field {key!r}")
+    try:
+        value = np.asarray(o[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ClipError(clip, GT_TRACKS, f"{where}: {key} must be numbers") from None
+    if value.shape != shape:
+        raise ClipError(clip, GT_TRACKS, f"{where}: {key} must have shape {shape}, got {value.shape}")
+    if not np.isfinite(value).all():
+        raise ClipError(clip, GT_TRACKS, f"{where}: {key} has NaN or infinite values")
+    return value
+
+
+def _gt_track(clip: Path, index: int, o: object, T: int, duration: float, world_to_first: np.ndarray) -> Track:
+    """One ground-truth object of ``gt/tracks.json``, validated, in the first camera's coordinates."""
+    where = f"objects[{index}]"
+    if not isinstance(o, dict):
+        raise ClipError(clip, GT_TRACKS, f"{where} must be an object")
+    if isinstance(o.get("id"), bool) or not isinstance(o.get("id"), int):
+        raise ClipError(clip, GT_TRACKS, f"{where}: id must be an integer, got {o.get('id')!r}")
+    if not isinstance(o.get("label"), str):
+        raise ClipError(clip, GT_TRACKS, f"{where}: label must be a string, got {o.get('label')!r}")
+    where = f"objects[{index}] (id {o['id']})"
+    centers = _gt_field(clip, where, o, "center", (T, 3)) @ world_to_first[:3, :3].T + world_to_first[:3, 3]
+    yaw = np.unwrap(_gt_field(clip, where, o, "yaw", (T,)))  # + = counter-clockwise seen from above
+    size = _gt_field(clip, where, o, "size", (3,))
+    rate = float((yaw[-1] - yaw[0]) / duration)
+    return Track(o["id"], o["label"], centers, centers, float(size[1]), float(size[0]), rate, 1.0)
 
 
 def _centers(geo: Geometry, frames: list[int]) -> dict:
@@ -190,9 +253,13 @@ def curate_clip(clip_dir: str | Path, cfg: CurationConfig, out_dir: str | Path) 
         absent = q.absent_label(set(result.labels.values()), rng)
         result.est = q.all_questions(geo, result.labels, cfg.thresholds, absent)
         result.centers["est"] = _centers(geo_full, frames)
-        gt_full = ground_truth_geometry(clip, meta)
+        with _reading(clip, GT_TRACKS):
+            gt_full = ground_truth_geometry(clip, meta)
         if gt_full is not None:
             gt_full.tracks = {i: t for i, t in gt_full.tracks.items() if i in result.labels}
+            missing = sorted(set(result.labels) - set(gt_full.tracks))
+            if missing:
+                raise ClipError(clip, GT_TRACKS, f"no ground truth for object ids {missing} (in meta.json objects)")
             result.gt = q.all_questions(_restrict(gt_full, frames), result.labels, cfg.thresholds, absent)
             result.centers["gt"] = _centers(gt_full, frames)
             result.center_errors_m = [
@@ -205,15 +272,17 @@ def curate_clip(clip_dir: str | Path, cfg: CurationConfig, out_dir: str | Path) 
             if m.any():
                 result.regions[i] = {"box": mask_box(m), "mask_rle": rle_encode(m)}
         marked = [i for i in ids if i in result.regions]
-        som = Path(out_dir) / "som" / f"{meta.clip_id}.png"
-        write_som(som, first["first_left"], [first["first_masks"][i] for i in marked],
-                  [f"<R{k + 1}>" for k in range(len(marked))])
-        result.som_image = str(som)
+        result.som_png = encode_som(first["first_left"], [first["first_masks"][i] for i in marked],
+                                    [f"<R{k + 1}>" for k in range(len(marked))])
+        result.som_image = str(Path(out_dir) / som_relpath(meta.clip_id))
         result.stereo_frames = meta.num_frames
         timings["questions"] += time.perf_counter() - t0
     except ClipError as exc:
         log.warning("quarantined %s", exc)
         result.error = str(exc)
+    except Exception as exc:  # a failure nobody foresaw must not abort the other clips
+        log.warning("quarantined %s: unexpected %s", clip, type(exc).__name__, exc_info=True)
+        result.error = str(ClipError(clip, None, f"unexpected {type(exc).__name__}: {exc}"))
     timings["total"] = time.perf_counter() - start
     result.timings = timings
     return result

@@ -66,12 +66,17 @@ def to_qwen(record: dict) -> dict:
     }
 
 
-def export_all(records: dict[str, list[dict]], out_dir: Path) -> dict[str, str]:
+def export_all(records: dict[str, list[dict]], out_dir: Path, *, write_to: Path | None = None) -> dict[str, str]:
+    """Write both exports of every split; return their paths under ``out_dir``.
+
+    ``write_to``: the folder actually written (curation's temporary folder, renamed to ``out_dir`` once
+    everything is written); the returned paths are the final ones either way.
+    """
     paths = {}
     for split, rows in records.items():
-        trl = out_dir / "exports" / "trl" / f"{split}.jsonl"
-        qwen = out_dir / "exports" / "qwen" / f"{split}.json"
-        write_jsonl(trl, (to_trl(r) for r in rows))
-        write_json(qwen, [to_qwen(r) for r in rows])
-        paths[f"trl_{split}"], paths[f"qwen_{split}"] = str(trl), str(qwen)
+        trl = Path("exports") / "trl" / f"{split}.jsonl"
+        qwen = Path("exports") / "qwen" / f"{split}.json"
+        write_jsonl((write_to or out_dir) / trl, (to_trl(r) for r in rows))
+        write_json((write_to or out_dir) / qwen, [to_qwen(r) for r in rows])
+        paths[f"trl_{split}"], paths[f"qwen_{split}"] = str(out_dir / trl), str(out_dir / qwen)
     return paths

@@ -19,10 +19,12 @@ import numpy as np
 from components.config import ThresholdsConfig as Thresholds
 from components.curation.geometry import Geometry
 from components.curation.kinematics import camera_kinematics, object_kinematics
+from components.scenes.spec import PALETTE, SHAPES
 
-# Vocabulary for false-positive questions: labels that a clip does not contain are asked about.
-COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "white", "pink", "brown")
-SHAPES = ("cube", "sphere", "cylinder")
+# Vocabulary for false-positive questions: the renderer's own colours and shapes, so that an absent label is
+# drawn from the same distribution as the labels that are there (a colour only ever asked about when absent
+# would answer the question from its text).
+COLORS = tuple(PALETTE)
 
 DIRECTIONS = ("to the left", "to the right", "toward the camera", "away from the camera", "it does not move")
 ROTATIONS = ("counter-clockwise (turning left)", "clockwise (turning right)", "it does not rotate",
@@ -34,6 +36,19 @@ CAMERA_MOTIONS = ("forward", "backward", "to the left", "to the right", "turning
                   "it stays still")
 RELATIONS = ("left of it and closer to the camera", "left of it and farther from the camera",
              "right of it and closer to the camera", "right of it and farther from the camera")
+# Answers that can be true. Options are drawn from these only: an option that is never right ("it tumbles
+# forward") tells a guesser which option to avoid, and every other option becomes right more often than its
+# share. (ROTATIONS and DISTANCE_CHANGES keep the never-true texts for the reverse-thinking flips.)
+ROTATION_LABELS = ROTATIONS[:3]
+DISTANCE_LABELS = DISTANCE_CHANGES[:3]
+COUNTS = ("0", "1", "2", "3")  # "how many move": asked when the truth is one of these
+
+
+def absent_text(label: str) -> str:
+    return f"there is no {label} in the video"
+
+
+ABSENT = absent_text("X")  # the answer class of every false-positive question about an absent object
 
 
 @dataclass
@@ -101,7 +116,7 @@ def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> l
             out.append(QuestionSpec(
                 f"rotational:yaw:{oid}", "rotational", "yaw", ids,
                 f"Seen from above, which way does {name} rotate?", "Seen from above, which way does <R1> rotate?",
-                "choice", rot, ROTATIONS, clear=not _between(abs(rate), th.rotation_rate, th.margin),
+                "choice", rot, ROTATION_LABELS, clear=not _between(abs(rate), th.rotation_rate, th.margin),
                 computation=f"yaw rate = {np.degrees(rate):+.1f} deg/s (counter-clockwise +)", primary=oid))
 
         # Quantities of motion exist for every object (so the two geometries can be compared), but are
@@ -157,7 +172,7 @@ def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> l
             f"object_camera_distance:change:{oid}", "object_camera_distance", "change", ids,
             f"Over the video, does {name} get closer to the camera or farther away?",
             "Over the video, does <R1> get closer to the camera or farther away?", "choice", dist_truth,
-            DISTANCE_CHANGES, clear=not _between(abs(change_m), th.distance_change, th.margin),
+            DISTANCE_LABELS, clear=not _between(abs(change_m), th.distance_change, th.margin),
             computation=f"distance {k.distance_initial:.2f} m -> {k.distance_final:.2f} m "
             f"(change {change_m:+.2f} m)", primary=oid))
 
@@ -197,12 +212,12 @@ def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absen
     duration = float(geo.times[-1] - geo.times[0])
     speeds = {i: object_kinematics(geo, geo.tracks[i]).displacement_m / duration for i in ids}
     n_moving = sum(s >= th.still_speed for s in speeds.values())
-    marks = ", ".join(f"<R{j + 1}>" for j in range(len(ids)))
-    counts = tuple(str(n) for n in range(max(len(ids) + 2, 5)))
+    # Asked by name only: listing the marks <R1>, <R2>, ... would tell how many objects there are, an upper
+    # bound on the answer that needs no video. The options are always the same counts.
     out.append(QuestionSpec(
         "counting:moving:all", "counting", "moving", tuple(ids), "How many objects move during the video?",
-        f"How many of the marked objects {marks} move during the video?", "choice", str(n_moving), counts,
-        clear=not any(_between(s, th.still_speed, th.margin) for s in speeds.values()),
+        None, "choice", str(n_moving), COUNTS,
+        clear=str(n_moving) in COUNTS and not any(_between(s, th.still_speed, th.margin) for s in speeds.values()),
         computation="net speeds (displacement / duration): " + ", ".join(f"{labels[i]} {speeds[i]:.2f} m/s" for i in ids)
         + f"; moving means >= {th.still_speed:.2f} m/s"))
 
@@ -230,17 +245,68 @@ def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absen
                                 value=cam.distance_m, unit="m", clear=not _between(cam.distance_m, th.camera_move, th.margin),
                                 computation=cam_comp + f"; distance {cam.distance_m:.2f} m"))
 
-    fp_choices = (f"there is no {absent} in the video",) + DIRECTIONS[:4]
+    out.extend(false_positive_questions(geo, labels, th, absent))
+    return out
+
+
+def false_positive_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absent: str) -> list[QuestionSpec]:
+    """"In which direction does the X move?" about an absent X and about each moving object.
+
+    Asked only about absent objects, "there is no X" would always be right (a text-only guesser scored 100%).
+    Here it is one answer among the four directions, and quotas in ``assemble`` make it right as often as
+    each of them. The absent object's option text names it; every record maps to one answer class
+    (``answer_class``) so that balance is measured over the label set, not over the many names.
+    """
+    out = []
+    duration = float(geo.times[-1] - geo.times[0])
+    for oid, track in sorted(geo.tracks.items()):
+        k = object_kinematics(geo, track)
+        chord = k.displacement_m / duration
+        direction, dominant = _dominant(float(k.displacement[0]), float(k.displacement[2]))
+        name = labels[oid]
+        out.append(QuestionSpec(
+            f"false_positive:direction:{oid}", "false_positive", "direction", (oid,),
+            f"In which direction does the {name} move, as seen from the camera's initial position?", None,
+            "choice", direction,
+            (absent_text(name),) + DIRECTIONS[:4],
+            clear=chord >= th.still_speed and not _between(chord, th.still_speed, th.margin) and dominant,
+            computation=f"the {name} is present; ground-plane displacement dx = {k.displacement[0]:+.2f} m "
+            f"(right +), dz = {k.displacement[2]:+.2f} m (away +)", primary=oid))
     out.append(QuestionSpec(f"false_positive:direction:{absent}", "false_positive", "direction", (),
-                            f"In which direction does the {absent} move?", None, "choice", fp_choices[0], fp_choices,
+                            f"In which direction does the {absent} move, as seen from the camera's initial "
+                            "position?", None, "choice", absent_text(absent),
+                            (absent_text(absent),) + DIRECTIONS[:4],
                             computation=f"no object labelled '{absent}' is present in any frame"))
     return out
 
 
+# Per multiple-choice category, the classes its categorical answer can take: what balance is measured over
+# (mc records whose answer is a number, e.g. "1.20 m", belong to no label set).
+LABEL_SETS: dict[str, tuple[str, ...]] = {
+    "translational": DIRECTIONS,
+    "rotational": ROTATION_LABELS,
+    "speed_acceleration": SPEED_CHANGES,
+    "object_camera_distance": DISTANCE_LABELS,
+    "ego_motion": CAMERA_MOTIONS,
+    "counting": COUNTS,
+    "false_positive": (ABSENT,) + DIRECTIONS[:4],
+    "spatial_relation": RELATIONS,
+}
+
+
+def answer_class(category: str, text: str) -> str:
+    """The label-set class of an answer text: false-positive answers about different absent objects are
+    one class ("there is no X in the video"); every other answer text is its own class."""
+    if category == "false_positive" and text.startswith("there is no "):
+        return ABSENT
+    return text
+
+
+
 def absent_label(present: set[str], rng: np.random.Generator) -> str:
-    """A label not in the clip; same shape as a present object when possible (the harder negative)."""
-    shapes = sorted({p.split()[-1] for p in present} & set(SHAPES)) or list(SHAPES)
-    candidates = [f"{c} {s}" for s in shapes for c in COLORS if f"{c} {s}" not in present]
+    """A colour-and-shape label not in the clip, uniform over the rest: present objects are also uniform
+    over colours and shapes, so the name does not tell whether the object is there."""
+    candidates = [f"{c} {s}" for s in SHAPES for c in COLORS if f"{c} {s}" not in present]
     return candidates[int(rng.integers(len(candidates)))]
 
 

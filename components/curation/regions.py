@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from components.io import atomic_path
+from components.io import write_bytes
 
 # Distinct mark colours (RGB), cycled by region index.
 MARK_COLORS = ((255, 64, 64), (64, 200, 255), (255, 220, 0), (180, 90, 255), (0, 230, 120), (255, 140, 0))
@@ -65,7 +65,18 @@ def draw_set_of_marks(image: np.ndarray, masks: list[np.ndarray], tokens: list[s
     return out
 
 
+def som_relpath(clip_id: str) -> str:
+    """Where a clip's Set-of-Marks image lives in the curated folder (``clip_id`` is a checked plain name)."""
+    return f"som/{clip_id}.png"
+
+
+def encode_som(image: np.ndarray, masks: list[np.ndarray], tokens: list[str]) -> bytes:
+    """The Set-of-Marks image as PNG bytes (OpenCV's default PNG settings, as ``cv2.imwrite`` uses)."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(draw_set_of_marks(image, masks, tokens), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode a Set-of-Marks image of shape {image.shape}")
+    return png.tobytes()
+
+
 def write_som(path: Path, image: np.ndarray, masks: list[np.ndarray], tokens: list[str]) -> None:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(draw_set_of_marks(image, masks, tokens), cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path}")
+    write_bytes(path, encode_som(image, masks, tokens))

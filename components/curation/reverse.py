@@ -95,6 +95,19 @@ CAMERA_FLIP = MappingProxyType({
 })
 
 
+class _FalsePositiveFlip(Mapping[str, str]):
+    """DIRECTION_FLIP for a present object; "there is no X in the video" (any X) stays as it is."""
+
+    def __getitem__(self, text: str) -> str:
+        return text if text.startswith("there is no ") else DIRECTION_FLIP[text]
+
+    def __iter__(self):
+        return iter(DIRECTION_FLIP)
+
+    def __len__(self) -> int:
+        return len(DIRECTION_FLIP)
+
+
 @dataclass(frozen=True)
 class ReverseRule:
     """How one question kind behaves under time reversal."""
@@ -132,7 +145,10 @@ RULES: Mapping[tuple[str, str], ReverseRule] = MappingProxyType({
     ("ego_motion", "direction"): ReverseRule(
         "reversing time reverses the camera's translation and turn", CAMERA_FLIP, steady_heading=True),
     ("ego_motion", "distance"): ReverseRule(f"the distance travelled {_SAME}"),
-    ("false_positive", "direction"): ReverseRule("an absent object stays absent"),
+    ("false_positive", "direction"): ReverseRule(
+        "an absent object stays absent; a present one's displacement is negated, read from the last frame shown",
+        _FalsePositiveFlip(),
+        ("as seen from the camera's initial position", "as seen from the camera's position in the last frame shown")),
 })
 
 # ``questions._dominant`` labels a direction when one ground axis is at least this times the other.

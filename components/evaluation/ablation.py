@@ -3,8 +3,9 @@
 4D-RGPT Tab. 4 (strategies), Tab. 5 (P4D modalities) and Tab. 6 (time cues) become rows of runs on the
 embedded bench; every row is a set of ``section.key=value`` overrides (the same syntax as ``-S``), so a
 row is a config and nothing else. A row's difference to its table's reference row is a *paired*
-bootstrap over the bench records both answered (same records, so record difficulty cancels), with its
-95% interval: an interval that contains 0 says the difference is not shown by this bench.
+bootstrap over the bench records both answered (same records, so record difficulty cancels), resampling
+whole clips (a clip's records are correlated), with its 95% interval: an interval that contains 0 says
+the difference is not shown by this bench.
 
 Departures: Tab. 4's "4D-Concat" and "4D-PE" need the teacher at inference and are not built; instead
 the table has "SFT, continued", the SFT checkpoint trained for P4D's extra steps with every distillation
@@ -85,13 +86,20 @@ def scores_by_id(predictions: list[dict], *, dynamic: bool | None = None, catego
     return out
 
 
-def paired_difference(a: dict[str, float], b: dict[str, float], *, n: int = 2000, seed: int = 0) -> dict | None:
-    """Mean of ``a - b`` over the records both scored, with a 95% percentile bootstrap interval."""
+def clips_by_id(predictions: list[dict]) -> dict[str, str]:
+    """Record id -> clip (predictions written before clip ids were kept: each record its own clip)."""
+    return {p["id"]: str(p.get("clip_id") or p["id"]) for p in predictions}
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float], *, clips: dict[str, str] | None = None,
+                      n: int = 2000, seed: int = 0) -> dict | None:
+    """Mean of ``a - b`` over the records both scored, with a 95% percentile bootstrap interval that
+    resamples ``clips`` (record id -> clip) whole; without them, records one by one."""
     ids = sorted(set(a) & set(b))
     if not ids:
         return None
     diff = np.array([a[i] - b[i] for i in ids])
-    lo, hi = bootstrap_ci(diff, n=n, seed=seed)
+    lo, hi = bootstrap_ci(diff, n=n, seed=seed, clusters=[clips.get(i, i) for i in ids] if clips else None)
     return {"value": float(diff.mean()), "ci": [lo, hi], "n": len(ids), "shown": bool(lo > 0 or hi < 0)}
 
 

@@ -32,7 +32,20 @@ from components.curation.schema import LETTERS
 # error is below 0.3, the first five of the ten MRA thresholds. Aggregates use the MRA itself.
 NUMERIC_CORRECT_MRA = 0.5
 
-_TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_OPEN_TAG = re.compile(r"<answer>", re.IGNORECASE)
+_CLOSE_TAG = re.compile(r"</answer>", re.IGNORECASE)
+
+
+def _last_answer_tag(text: str) -> str | None:
+    """The last <answer>...</answer> content, in linear time: ``re.findall`` with a lazy ``(.*?)`` rescans
+    the rest of the text from every unclosed ``<answer>`` (15 s on a 1 MB reward-hacking completion)."""
+    last, pos = None, 0
+    while (opened := _OPEN_TAG.search(text, pos)) is not None:
+        closed = _CLOSE_TAG.search(text, opened.end())
+        if closed is None:
+            break  # no later <answer> can close either
+        last, pos = text[opened.end() : closed.start()], closed.end()
+    return last
 _PHRASE = re.compile(r"\banswer(?:\s+is\b|\s*:)", re.IGNORECASE)
 _LONE_LETTER = re.compile(r"\W*(?:(?i:option)\s+)?([A-E])\W*")
 _LEADING_LETTER = re.compile(r"\W*(?:(?i:option)\s+)?([A-E])(?:[.):]|\s+[-–])\s*\S")
@@ -113,8 +126,8 @@ def extract_answer(text: str, record: dict) -> ExtractedAnswer:
     numeric = record["answer_type"] == "numeric"
     options = [str(o) for o in record["options"]]
     spans: list[tuple[str, str]] = []
-    if tags := _TAG.findall(text):
-        spans.append(("tag", tags[-1]))
+    if (tag := _last_answer_tag(text)) is not None:
+        spans.append(("tag", tag))
     if (phrase := _last_phrase(text)) is not None:
         spans.append(("phrase", phrase))
     for source, span in spans:

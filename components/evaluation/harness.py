@@ -4,7 +4,10 @@ Model-agnostic by construction: generation is a callable injected by the caller,
 ``generate(batch, blind) -> completions``, one completion per record, in order. ``blind=True`` asks
 the caller's model to answer with its frames blanked (same prompt, same number of images): the blind
 row measures what the questions give away without vision, the random row what uniform guessing
-scores. A model that does not beat its own blind row has learned the text, not the video.
+scores. The shuffled row calls ``generate(records, False)`` on copies of the records whose video is
+another bench clip's (``controls.shuffled_video``): in-distribution pixels, wrong content. A model that
+does not beat its shuffled row has learned the text (or the look of the training clips), not the video;
+the blind row alone can mislead once the vision tower trains, because black frames are out of distribution.
 
 The caller owns prompting, frame loading, decoding settings and batching inside the model;
 this module owns batching across records, scoring (``metrics.score``) and the reports
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from components.evaluation.metrics import check_records, random_metrics, score
+from components.evaluation.controls import shuffled_video
+from components.evaluation.metrics import check_records, clip_of, random_metrics, score
 from components.evaluation.report import comparison_table, write_report
 
 log = logging.getLogger(__name__)
@@ -32,18 +36,19 @@ __all__ = ["EvalResult", "GenerateFn", "comparison_table", "evaluate", "write_re
 
 @dataclass
 class EvalResult:
-    # {"model": aggregates, "blind": aggregates | None, "random": aggregates}; see metrics.score.
+    # {"model": aggregates, "blind": aggregates | None, "shuffled": aggregates | None, "random": aggregates};
+    # see metrics.score.
     metrics: dict
-    # One dict per record: id, category, prompt_variant, answer_type, answer, output, extracted,
-    # correct, mra, score, and "blind" ({output, extracted, correct, mra, score}) when it was run.
+    # One dict per record: id, clip_id, category, prompt_variant, answer_type, answer, output, extracted,
+    # correct, mra, score, and "blind" / "shuffled" ({output, extracted, correct, mra, score}) when run.
     predictions: list[dict]
 
 
 def _generate_all(
-    records: list[dict], generate: GenerateFn, batch_size: int, blind: bool, progress: bool
+    records: list[dict], generate: GenerateFn, batch_size: int, blind: bool, progress: bool, label: str = ""
 ) -> list[str]:
     outputs: list[str] = []
-    label = "blind" if blind else "model"
+    label = label or ("blind" if blind else "model")
     starts = range(0, len(records), batch_size)
     for start in tqdm(starts, desc=f"evaluate ({label})", unit="batch", disable=not progress):
         batch = records[start : start + batch_size]
@@ -71,30 +76,45 @@ def evaluate(
     *,
     batch_size: int,
     blind_baseline: bool = True,
+    shuffled_baseline: bool = True,
+    shuffle_seed: int = 0,
+    n_boot: int = 1000,
     progress: bool = True,
 ) -> EvalResult:
-    """Generate for every record (and blind, if asked), score both, and add the random baseline."""
+    """Generate for every record (blind and with shuffled video, if asked), score each, add random.
+
+    The shuffled-video control needs at least two clips among ``records``; with one it is skipped (a
+    warning, and ``None`` in the metrics), since no other clip's video exists to show.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not records:
         raise ValueError("no records to evaluate")
     check_records(records)  # before spending any generation time
     started = time.perf_counter()
-    model = score(records, _generate_all(records, generate, batch_size, False, progress))
-    blind = None
+    model = score(records, _generate_all(records, generate, batch_size, False, progress), n_boot=n_boot)
+    controls: dict[str, dict | None] = {"blind": None, "shuffled": None}
     if blind_baseline:
-        blind = score(records, _generate_all(records, generate, batch_size, True, progress))
+        controls["blind"] = score(records, _generate_all(records, generate, batch_size, True, progress), n_boot=n_boot)
+    if shuffled_baseline and len({clip_of(r) for r in records}) < 2:
+        log.warning("the shuffled-video control needs at least 2 bench clips; skipped")
+    elif shuffled_baseline:
+        shuffled = shuffled_video(records, shuffle_seed)
+        # scored against the original records: same questions and answers, another clip's video
+        outputs = _generate_all(shuffled, generate, batch_size, False, progress, label="shuffled")
+        controls["shuffled"] = score(records, outputs, n_boot=n_boot)
     predictions = model.pop("per_record")
-    if blind is not None:
-        keep = ("output", "extracted", "correct", "mra", "score")
-        for row, blind_row in zip(predictions, blind.pop("per_record")):
-            row["blind"] = {k: blind_row[k] for k in keep}
-    metrics = {"model": model, "blind": blind, "random": random_metrics(records)}
+    keep = ("output", "extracted", "correct", "mra", "score")
+    for name, control in controls.items():
+        if control is not None:
+            for row, control_row in zip(predictions, control.pop("per_record")):
+                row[name] = {k: control_row[k] for k in keep}
+    metrics = {"model": model, **controls, "random": random_metrics(records)}
     log.info(
         "evaluated %d records in %.1f s: %s",
         len(records),
         time.perf_counter() - started,
-        "; ".join(_headline(n, m) for n, m in (("model", model), ("blind", blind)) if m is not None)
+        "; ".join(_headline(n, m) for n, m in (("model", model), *controls.items()) if m is not None)
         + f"; random {metrics['random']['overall']['value']:.3f}",
     )
     return EvalResult(metrics=metrics, predictions=predictions)

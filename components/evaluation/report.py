@@ -2,8 +2,11 @@
 
 The tables follow the seeds' layout (4D-RGPT Tab. 3): one row per method, then Avg, Static, Dynamic,
 the static categories, the dynamic categories; here followed by multiple-choice accuracy, numeric MRA
-and the format-valid rate. Values are percentages. The 95% bootstrap intervals go in a second table of
-the same layout so the first stays readable; a category a row has no records for shows "-".
+and the format-valid rate. Values are percentages. The 95% clip-level bootstrap intervals go in a second
+table of the same layout so the first stays readable; a category a row has no records for shows "-".
+
+Rows: the model, then its controls (``controls.py``): shuffled video, text-only trained, blank frames
+("blind"), random; and the headline, the model's dynamic mc macro minus the stronger control's.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.evaluation.controls import headline_text
 from components.evaluation.metrics import category_order
 from components.io import atomic_path, write_json, write_jsonl, write_text
 
 if TYPE_CHECKING:
     from components.evaluation.harness import EvalResult
 
-HEADLINE = (("Avg", "overall"), ("Static", "static"), ("Dynamic", "dynamic"))
+HEADLINE = (("Avg", "overall"), ("Static", "static"), ("Dynamic", "dynamic"), ("Dyn MC macro", "dynamic_mc_macro"))
+# metrics.json key -> row name in a checkpoint's report, in this order
+ROWS = (("model", "model"), ("shuffled", "shuffled video"), ("text_only", "text-only trained"), ("blind", "blind"),
+        ("random", "random"))
 TRAILER = (("MC acc", "mc_accuracy"), ("Numeric MRA", "numeric_mra"), ("Format valid", "format_valid"))
 
 
@@ -61,7 +68,15 @@ def _n(agg: dict | None) -> str:
 
 
 def _rows(metrics: dict) -> dict[str, dict]:
-    return {name: metrics[name] for name in ("model", "blind", "random") if metrics.get(name) is not None}
+    return {label: metrics[key] for key, label in ROWS if metrics.get(key) is not None}
+
+
+def _interval(agg: dict | None) -> str:
+    if agg is None:
+        return "-"
+    if agg.get("ci") is None:
+        return f"{100 * agg['value']:.1f}"
+    return f"{100 * agg['value']:.1f} [{100 * agg['ci'][0]:.1f}, {100 * agg['ci'][1]:.1f}]"
 
 
 def render_markdown(metrics: dict, title: str) -> str:
@@ -72,16 +87,21 @@ def render_markdown(metrics: dict, title: str) -> str:
         f"# {title}",
         "",
         (
-            f"{model['n']} records. Score = accuracy (multiple choice) or MRA (numeric), in percent; "
-            "Avg, Static and Dynamic average the per-record scores. Blind = the same model with its "
-            "frames blanked; random = the expected score of uniform guessing."
+            f"{model['n']} records ({metrics.get('input', 'video')}). Score = accuracy (multiple choice) or MRA "
+            "(numeric), in percent; Avg, Static and Dynamic average the per-record scores; Dyn MC macro is the "
+            "mean over the dynamic categories of their multiple-choice accuracy. Controls: shuffled video = the "
+            "same model shown another bench clip's video (a fixed derangement of clips); text-only trained = "
+            "the same SFT recipe trained and evaluated with blank frames; blind = the same model with its "
+            "frames blanked; random = the expected score of uniform guessing. Intervals resample clips."
         ),
+        "",
+        f"**Headline**: {headline_text(metrics.get('headline'))}" if "headline" in metrics else "",
         "",
         "## Scores (%)",
         "",
         _table(rows, _pct),
         "",
-        "## 95% bootstrap intervals (%) and record counts",
+        "## 95% clip-level bootstrap intervals (%) and record counts",
         "",
         _table({k: v for k, v in rows.items() if k != "random"}, _ci),  # random is exact: no interval
         "",
@@ -152,19 +172,36 @@ def write_report(result: EvalResult, out_dir: Path, *, title: str) -> dict[str, 
 
 
 def comparison_table(metrics_files: dict[str, Path]) -> str:
-    """Markdown table across checkpoints, e.g. ``{"zero-shot": ..., "sft": ...}`` (metrics.json files).
+    """Markdown across checkpoints, e.g. ``{"zero_shot": ..., "sft": ..., "sft_text_only": ...}``
+    (metrics.json files), then the headline of each checkpoint that has one.
 
-    Rows: each checkpoint's model row, then each checkpoint's blind row ("blind (sft)"), then the
-    random row, once when every file has the same one. Columns: Avg/Static/Dynamic + categories (%).
+    Rows: each checkpoint's model row (a checkpoint evaluated on blank frames, the text-only-trained
+    control, as "text-only trained (name)"), each checkpoint's shuffled-video and blind rows
+    ("shuffled (sft)", "blind (sft)"), then the random row, once when every file has the same one.
+    Columns: Avg/Static/Dynamic/Dyn MC macro + categories (%). A second table gives the clip-level
+    intervals of Avg, Dynamic and the macro.
     """
     if not metrics_files:
         raise ValueError("comparison_table needs at least one metrics file")
     loaded = {name: json.loads(Path(path).read_text()) for name, path in metrics_files.items()}
-    rows = {name: m["model"] for name, m in loaded.items()}
+
+    def label(name: str, m: dict) -> str:
+        return f"text-only trained ({name})" if m.get("input") == "blank frames" else name
+
+    rows = {label(name, m): m["model"] for name, m in loaded.items()}
+    rows |= {f"shuffled ({name})": m["shuffled"] for name, m in loaded.items() if m.get("shuffled")}
     rows |= {f"blind ({name})": m["blind"] for name, m in loaded.items() if m.get("blind")}
     randoms = {json.dumps(m["random"], sort_keys=True) for m in loaded.values()}
     if len(randoms) == 1:
         rows["random"] = next(iter(loaded.values()))["random"]
     else:  # different record sets: the checkpoints were not evaluated on the same questions
         rows |= {f"random ({name})": m["random"] for name, m in loaded.items()}
-    return _table(rows, _pct, trailer=False) + "\n"
+    keys = (("Avg", "overall"), ("Dynamic", "dynamic"), ("Dyn MC macro", "dynamic_mc_macro"))
+    intervals = ["| | " + " | ".join(h for h, _ in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    intervals += [f"| {name} | " + " | ".join(_interval(m.get(k)) for _, k in keys) + " |" for name, m in rows.items()]
+    headlines = [f"- **{name}**: {headline_text(m['headline'])}" for name, m in loaded.items() if m.get("headline")]
+    parts = [_table(rows, _pct, trailer=False), "", "95% clip-level bootstrap intervals (%):", "", "\n".join(intervals)]
+    if headlines:
+        parts += ["", ("Learning headline: the dynamic mc macro minus the stronger of shuffled video and "
+                       "text-only trained:"), "", *headlines]
+    return "\n".join(parts) + "\n"

@@ -3,9 +3,11 @@ checkpoint, its trainable parts, and the record -> model-input encoding shared b
 evaluation."""
 
 from components.models.factory import (
+    ModelIntegrityError,
     ModelNotAvailableError,
     build_base_model,
     load_model,
+    model_digest,
     resolve_source,
     save_model,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "CHAT_TEMPLATE",
     "IGNORE_INDEX",
     "SPECIAL_TOKENS",
+    "ModelIntegrityError",
     "ModelNotAvailableError",
     "answer_for",
     "apply_trainable",
@@ -35,6 +38,7 @@ __all__ = [
     "encode_batch",
     "frames_for",
     "load_model",
+    "model_digest",
     "parameter_counts",
     "part_of",
     "resolve_source",

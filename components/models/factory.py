@@ -10,6 +10,12 @@ Lineage: ``build_base_model`` writes ``meta.json`` (config, parameter counts per
 digest of the tokenizer texts); for a real checkpoint it copies nothing and ``meta.json`` points at it,
 so downstream code always calls ``load_model(base_dir)``. Loading checks folder, ``model_type`` and
 safetensors weights before any weight is read, and never runs remote code or unpickles ``.bin`` files.
+
+Integrity: every folder this module writes carries ``digest.json`` (the sha256 of each file, and one over
+them all, which the stages' ``meta.json`` record as lineage). ``load_model`` checks it when present (the
+training stages insist on it), checks each safetensors file is whole, and refuses weights that leave a
+parameter missing, bring unexpected ones, do not match the architecture or are not finite: such a model
+would otherwise load with a random-init part and train or score silently wrong.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from transformers import (
 from transformers.image_utils import SizeDict
 
 from components.config import ModelConfig, to_dict
-from components.io import git_commit, write_json
+from components.io import check_folder_digest, git_commit, read_folder_digest, write_folder_digest, write_json
 from components.models.tokenizer import EOS_TOKEN, PAD_TOKEN, train_tokenizer
 from components.models.tpe import enable_timestamps, install_tpe
 from components.models.trainable import parameter_counts
@@ -51,10 +57,16 @@ log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DIGEST = "digest.json"  # in every model folder a stage writes: sha256 per file (components.io.write_folder_digest)
 
 
 class ModelNotAvailableError(FileNotFoundError):
     """A hub name that is neither a local folder nor in the local Hugging Face cache."""
+
+
+class ModelIntegrityError(ValueError):
+    """A model folder (or checkpoint) whose weights are not what loading it promises: a file changed since it
+    was written, truncated, with missing, unexpected or misshaped tensors, or with non-finite values."""
 
 
 @contextlib.contextmanager
@@ -174,20 +186,28 @@ def build_base_model(cfg: ModelConfig, texts: Iterable[str], out_dir: Path) -> P
         processor.save_pretrained(tmp)
         write_json(tmp / "meta.json", {**meta, "model_type": hf_config.model_type, "parameters": counts,
                                        "vocab_size": len(tokenizer)})
+        write_folder_digest(tmp, DIGEST)
     log.info("built tiny Qwen2.5-VL: %s parameters (%s) in %s", f"{counts['all']:,}",
              ", ".join(f"{p} {counts[p]:,}" for p in ("vision", "projector", "llm")), out_dir)
     return out_dir
 
 
 def save_model(model: PreTrainedModel, processor: ProcessorMixin, out_dir: Path) -> Path:
-    """Save a (trained) model and its processor atomically; LoRA adapters are merged into the weights,
-    so the folder loads with ``load_model`` like any checkpoint."""
+    """Save a (trained) model, its processor and their ``digest.json`` atomically; LoRA adapters are merged
+    into the weights, so the folder loads with ``load_model`` like any checkpoint."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with _atomic_dir(Path(out_dir)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
+        write_folder_digest(tmp, DIGEST)
     return Path(out_dir)
+
+
+def model_digest(source: str | Path) -> str | None:
+    """The recorded digest of the model folder ``source`` loads from (``digest.json``), for lineage; None for a
+    checkpoint this pipeline did not write (a hub model, an external folder)."""
+    return read_folder_digest(resolve_source(source), DIGEST)
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -255,15 +275,23 @@ def _safetensors_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = False) -> tuple[PreTrainedModel, ProcessorMixin]:
+def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = False,
+               require_digest: bool = False) -> tuple[PreTrainedModel, ProcessorMixin]:
     """``(model, processor)`` from a checkpoint folder, a base-model folder or a cached hub name.
 
     On a machine without CUDA the model loads in float32 with sdpa whatever ``cfg`` asks (bf16 matmuls
     and flash-attention do not run there). The processor pads on the right for training and on the
     left for generation. The model stays on the CPU: the trainer or caller moves it.
+
+    The folder's ``digest.json`` is checked when there is one (``require_digest``: it must be there, as in a
+    folder an earlier stage wrote); the weights must be whole, fit the architecture exactly and be finite
+    (``ModelIntegrityError`` naming the folder and the first bad file or tensor).
     """
     path = resolve_source(source)
     model_type = _check_folder(path)
+    _check_digest(path, require=require_digest)
+    for file in sorted(path.glob("*.safetensors")):
+        _check_safetensors_file(file)
     if cfg.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.cpu_threads)
     dtype, attn = _DTYPES[cfg.dtype], cfg.attn_implementation
@@ -273,12 +301,148 @@ def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = Fal
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     _fit_processor(processor, cfg)
     processor.tokenizer.padding_side = "right" if for_training else "left"
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn, trust_remote_code=False, use_safetensors=True
+    model, info = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn, trust_remote_code=False, use_safetensors=True,
+        output_loading_info=True,
     )
+    _check_loaded(path, model, info)
     model.train(for_training)  # use_cache stays on: GRPO generates with the training model
     if cfg.time_cue == "tpe":
         enable_timestamps(processor)
         install_tpe(model, cfg.tpe_max_timescale)
     log.info("loaded %s (%s, %s, %s) from %s", type(model).__name__, model_type, dtype, attn, path)
     return model, processor
+
+
+def _check_digest(path: Path, *, require: bool) -> None:
+    """A folder this pipeline wrote must still hold what it wrote: a swapped, edited or cut file is refused."""
+    if not (path / DIGEST).is_file():
+        if require:
+            raise ModelIntegrityError(f"{path} has no {DIGEST}: every model folder a stage writes has one, so this "
+                                      "one was not written whole or not by this pipeline; re-run the stage that makes it")
+        log.debug("%s has no %s: an external checkpoint, loaded without a digest check", path, DIGEST)
+        return
+    try:
+        check_folder_digest(path, DIGEST)
+    except ValueError as exc:
+        raise ModelIntegrityError(f"model folder {path}: {exc}") from None
+
+
+def _check_safetensors_file(file: Path) -> None:
+    """The file opens as whole safetensors: safetensors' own error for a truncated file does not name it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as exc:
+        raise ModelIntegrityError(f"{file}: not a whole safetensors file ({exc}): truncated or corrupted") from None
+
+
+def _first(keys: Iterable[str]) -> str:
+    keys = sorted(keys)
+    return f"{len(keys)} (first: {keys[0]})"
+
+
+def _check_loaded(path: Path, model: PreTrainedModel, info: dict) -> None:
+    """Every parameter came from the checkpoint with its shape, nothing was left over, the class is the one the
+    checkpoint was saved from, and every weight is finite. transformers only warns about the first three and
+    fills the gaps with random values (a Qwen config beside GPT-2 weights loads as a random model)."""
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing {_first(info['missing_keys'])}")
+    if info.get("unexpected_keys"):
+        problems.append(f"unexpected {_first(info['unexpected_keys'])}")
+    if info.get("mismatched_keys"):
+        name, got, want = min(info["mismatched_keys"])
+        problems.append(f"misshaped {len(info['mismatched_keys'])} (first: {name} {tuple(got)}, the model needs "
+                        f"{tuple(want)})")
+    if info.get("conversion_errors"):
+        problems.append(f"not convertible {_first(info['conversion_errors'])}")
+    if problems:
+        raise ModelIntegrityError(f"{path}: the weights do not fit {type(model).__name__}: {'; '.join(problems)}. "
+                                  "They belong to another model or configuration, or were saved partially")
+    architectures = model.config.architectures or []
+    if architectures and type(model).__name__ not in architectures:
+        raise ModelIntegrityError(f"{path}: config.json declares {architectures}, loaded as {type(model).__name__}: "
+                                  "not the architecture this pipeline trains and evaluates")
+    bad = first_non_finite(model.state_dict().items())
+    if bad is not None:
+        raise ModelIntegrityError(f"{path}: tensor {bad} holds NaN or infinite values")
+
+
+def first_non_finite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first floating-point tensor with a NaN or an infinity; None when all are finite."""
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def load_checkpoint_weights(model: PreTrainedModel, folder: Path) -> int:
+    """Load a training checkpoint's full weights into ``model`` under the model's own parameter names, all or
+    nothing; returns how many tensors were loaded.
+
+    Why this exists: transformers 5 keeps Qwen-VL weights under new names in memory (``model.language_model.*``,
+    ``model.visual.*``) and ``save_pretrained`` (so every Trainer checkpoint) writes them back under the original
+    ones (``model.layers.*``, ``visual.*``). ``Trainer._load_from_checkpoint`` loads them with
+    ``load_state_dict(strict=False)`` and no renaming: every weight but ``lm_head`` was skipped with a warning
+    (huggingface/transformers#43701). Here the renaming ``from_pretrained`` applied to this model is applied to the
+    checkpoint, and anything missing, unexpected, misshaped or non-finite is refused before a weight changes.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    saved: dict[str, torch.Tensor] = {}
+    for file in _weight_files(folder):
+        _check_safetensors_file(file)
+        saved.update(load_file(str(file), device="cpu"))
+    state = _to_model_names(model, saved, folder)
+    expected = model.state_dict()
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})  # saved once, under their source's name
+    problems = []
+    if missing := set(expected) - set(state) - tied:
+        problems.append(f"missing {_first(missing)}")
+    if unexpected := set(state) - set(expected):
+        problems.append(f"unexpected {_first(unexpected)}")
+    if misshaped := {k for k in set(state) & set(expected) if state[k].shape != expected[k].shape}:
+        problems.append(f"misshaped {_first(misshaped)}")
+    if problems:
+        raise ModelIntegrityError(f"checkpoint {folder} does not fit the model being trained: {'; '.join(problems)}")
+    if (bad := first_non_finite(state.items())) is not None:
+        raise ModelIntegrityError(f"checkpoint {folder}: tensor {bad} holds NaN or infinite values")
+    model.load_state_dict(state, strict=False)  # strict but for the tied copies, checked above
+    return len(state)
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [folder / "model.safetensors"]
+
+
+def _to_model_names(model: PreTrainedModel, saved: dict[str, torch.Tensor], folder: Path) -> dict[str, torch.Tensor]:
+    """Checkpoint names -> the model's names, with the renamings ``from_pretrained`` used for this model (the ones
+    ``save_pretrained`` reverted); the default mapping of its class when it was built, not loaded."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import (
+        PrefixChange,
+        WeightConverter,
+        WeightRenaming,
+        rename_source_key,
+    )
+
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions is None:  # as revert_weight_conversion does for a model that was not loaded
+        conversions = [c for c in get_model_conversion_mapping(model, add_legacy=False) if not isinstance(c, PrefixChange)]
+    renamings = [c for c in conversions if isinstance(c, WeightRenaming)]
+    converters = [c for c in conversions if isinstance(c, WeightConverter)]
+    state = {}
+    for key, tensor in saved.items():
+        name, converter = rename_source_key(key, renamings, converters)
+        if converter is not None:  # fused or split tensors (MoE experts): not a renaming, not handled here
+            raise NotImplementedError(f"checkpoint {folder}: {key} is stored in a converted layout ({converter}); "
+                                      "resuming such a model needs DeepSpeed or FSDP checkpoints")
+        state[name] = tensor
+    return state

@@ -47,10 +47,11 @@ def frame_indices(num_available: int, num_frames: int) -> list[int]:
 def frames_for(record: dict, cfg: ModelConfig, *, blank: bool = False) -> list[Image.Image]:
     """The record's frames for the model, RGB, ``frame_size`` square; the Set-of-Marks image (when the
     question names regions) replaces the first frame, as the marks are drawn on that frame. ``blank``:
-    the same number of black frames (the blind baseline). The time cue is applied here: ``tpe`` stamps
-    each frame with its timestamp (``components.models.tpe``), ``marks`` burns "t s" into it."""
+    the same number of black frames (the blind baseline); ``cfg.blank_frames`` blanks them always (the
+    text-only-trained control: training, gates and evaluation alike). The time cue is applied here: ``tpe``
+    stamps each frame with its timestamp (``components.models.tpe``), ``marks`` burns "t s" into it."""
     picked = frame_indices(len(record["frame_paths"]), cfg.num_frames)
-    if blank:
+    if blank or cfg.blank_frames:
         frames = [Image.new("RGB", (cfg.frame_size, cfg.frame_size)) for _ in picked]
     else:
         paths = [record["frame_paths"][i] for i in picked]

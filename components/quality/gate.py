@@ -31,6 +31,7 @@ from components.curation.schema import CATEGORIES
 from components.io import write_json
 from components.quality.suite import checks, import_gx, to_expectation
 from components.quality.table import (
+    answer_balance_table,
     gx_records_table,
     letter_balance_table,
     load_curated_table,
@@ -83,6 +84,7 @@ class GateReport:
             "n_records": self.n_records,
             "n_expectations": len(self.results),
             "failed": [r.name for r in self.failed],
+            "error": None,  # set only in the report of a gate that did not finish (``_unfinished_report``)
             "report_json": str(self.report_json),
             "data_docs": str(self.data_docs) if self.data_docs else None,
             "results": [dataclasses.asdict(r) for r in self.results],
@@ -194,6 +196,20 @@ def _validate(
     return results, _build_docs(context, report_dir)
 
 
+def _unfinished_report(report_json: Path, error: str) -> dict[str, Any]:
+    """The report of a gate that did not reach a verdict: failing, with why, and no results."""
+    return {
+        "success": False,
+        "n_records": 0,
+        "n_expectations": 0,
+        "failed": [],
+        "error": error,
+        "report_json": str(report_json),
+        "data_docs": None,
+        "results": [],
+    }
+
+
 def run_data_gate(
     curated_dir: Path, cfg: QualityConfig, report_dir: Path, *, raise_on_failure: bool = True
 ) -> GateReport:
@@ -201,17 +217,35 @@ def run_data_gate(
 
     Raises :class:`GateFailed` (after writing the report) when any expectation fails, unless
     ``raise_on_failure`` is False; ``ValueError`` for an unreadable curated directory or a bad config.
+    A gate that stops before its verdict (that error, a crash, a kill) leaves a failing report with
+    ``error`` set: the previous run's passing report must not vouch for data this run never checked.
     """
+    report_dir = Path(report_dir)
+    report_json = report_dir / "gate_report.json"
+    # Replaced atomically first, before anything can fail: a kill at any later point leaves this.
+    write_json(report_json, _unfinished_report(report_json, "the data gate did not finish (killed or crashed)"))
+    shutil.rmtree(report_dir / "data_docs", ignore_errors=True)  # they explained the previous verdict
+    try:
+        return _run(Path(curated_dir), cfg, report_dir, report_json, raise_on_failure)
+    except GateFailed:
+        raise
+    except Exception as exc:
+        write_json(report_json, _unfinished_report(report_json, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def _run(
+    curated_dir: Path, cfg: QualityConfig, report_dir: Path, report_json: Path, raise_on_failure: bool
+) -> GateReport:
     unknown = sorted(set(cfg.required_categories) - set(CATEGORIES))
     if unknown:
         raise ValueError(f"quality.required_categories has unknown {unknown}; valid: {', '.join(CATEGORIES)}")
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    table = load_curated_table(Path(curated_dir))
+    table = load_curated_table(curated_dir)
     tables = {
         "records": gx_records_table(table),
         "split_summary": split_summary_table(table),
         "letter_balance": letter_balance_table(table),
+        "answer_balance": answer_balance_table(table),
     }
     gx_results, docs = _validate(tables, cfg, report_dir)
     results = [_to_result(r, cfg.max_examples) for r in gx_results]
@@ -219,7 +253,7 @@ def run_data_gate(
         success=all(r.success for r in results),
         results=results,
         n_records=len(table),
-        report_json=report_dir / "gate_report.json",
+        report_json=report_json,
         data_docs=docs,
     )
     write_json(report.report_json, report.to_dict())

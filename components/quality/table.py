@@ -15,12 +15,15 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from components.curation.questions import LABEL_SETS, answer_class
 from components.curation.schema import LETTERS, RECORD_FIELDS, SPLITS
+from components.quality import consistency as cc
 
 # The scalar columns handed to GX (lists and dicts stay in the pandas table only).
 GX_RECORD_COLUMNS: tuple[str, ...] = (
@@ -35,21 +38,33 @@ GX_RECORD_COLUMNS: tuple[str, ...] = (
     "missing_fields",
     "null_fields",
     "bad_type_fields",
+    "extra_fields",
+    "blank_fields",
     "mc_n_options",
+    "mc_n_options_ok",
     "mc_answer",
     "mc_answer_in_options",
     "mc_answer_text_ok",
+    "mc_options_distinct",
     "numeric_answer_ok",
     "numeric_n_options",
+    "solution_answer_ok",
+    "answer_value_ok",
     "missing_files",
+    "unreadable_images",
     "frame_lengths_ok",
+    "frames_match_paths",
     "timestamps_increasing",
+    "timestamps_match_fps",
     "clip_n_splits",
     "cot_format_ok",
     "cot_spatial_state_ok",
     "cot_answer",
     "cot_answer_ok",
 )
+
+# Intermediate columns of the pandas table that no expectation reads directly.
+_HELPER_COLUMNS: tuple[str, ...] = ("implied_fps", "timestamps_linear", "meta_fps")
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _VEC = rf"\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]"
@@ -102,6 +117,17 @@ def _schema_problems(record: dict[str, Any]) -> tuple[str | None, str | None, st
     return (", ".join(missing) or None, ", ".join(nulls) or None, ", ".join(bad) or None)
 
 
+def _option_count_ok(record: dict[str, Any], n: int | None) -> bool | None:
+    """4-5 options, or the whole label set when a categorical question's is smaller (three rotations): the
+    curation never pads options with answers that cannot be true (they would leak which ones can)."""
+    if n is None:
+        return None
+    category, text = record.get("category"), record.get("answer_text")
+    labels = LABEL_SETS.get(category, ()) if isinstance(category, str) else ()
+    k = len(labels) if isinstance(text, str) and answer_class(category, text) in labels else 5
+    return min(4, k) <= n <= min(5, k)
+
+
 def _mc_checks(record: dict[str, Any]) -> dict[str, Any]:
     options = record.get("options")
     n = len(options) if isinstance(options, list) else None
@@ -111,9 +137,11 @@ def _mc_checks(record: dict[str, Any]) -> dict[str, Any]:
     text_ok = options[LETTERS.index(answer)] == record.get("answer_text") if in_options else None
     return {
         "mc_n_options": n,
+        "mc_n_options_ok": _option_count_ok(record, n),
         "mc_answer": answer if isinstance(answer, str) else repr(answer),
         "mc_answer_in_options": in_options,
         "mc_answer_text_ok": text_ok,
+        "mc_options_distinct": cc.mc_options_distinct(options),
     }
 
 
@@ -145,7 +173,14 @@ def _frame_checks(record: dict[str, Any]) -> dict[str, Any]:
     increasing = None
     if isinstance(times, list) and times:
         increasing = all(_is_number(t) for t in times) and all(a < b for a, b in itertools.pairwise(times))
-    return {"frame_lengths_ok": lengths_ok, "timestamps_increasing": increasing}
+    fps, linear = cc.implied_fps(frames, times)
+    return {
+        "frame_lengths_ok": lengths_ok,
+        "frames_match_paths": cc.frames_match_paths(frames, paths),
+        "timestamps_increasing": increasing,
+        "implied_fps": fps,
+        "timestamps_linear": linear,
+    }
 
 
 def _answers_equal(cot_answer: str, answer: Any, answer_type: Any) -> bool:
@@ -181,7 +216,16 @@ def _cot_checks(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _derive(row: dict[str, Any], exists: dict[str, bool]) -> dict[str, Any]:
+@dataclass
+class _FileCache:
+    """Records of one clip share frames and a meta.json: stat, decode and read each file once."""
+
+    exists: dict[str, bool] = field(default_factory=dict)
+    readable: dict[str, bool] = field(default_factory=dict)
+    fps: dict[Path, float | None] = field(default_factory=dict)
+
+
+def _derive(row: dict[str, Any], files: _FileCache) -> dict[str, Any]:
     record = row["raw"]
     record_id = record.get("id")
     out: dict[str, Any] = {
@@ -191,7 +235,11 @@ def _derive(row: dict[str, Any], exists: dict[str, bool]) -> dict[str, Any]:
         "file_split": row["file_split"],
     }
     out["missing_fields"], out["null_fields"], out["bad_type_fields"] = _schema_problems(record)
-    mc = dict.fromkeys(("mc_n_options", "mc_answer", "mc_answer_in_options", "mc_answer_text_ok"))
+    out["extra_fields"], out["blank_fields"] = cc.extra_fields(record), cc.blank_fields(record)
+    mc = dict.fromkeys(
+        ("mc_n_options", "mc_n_options_ok", "mc_answer", "mc_answer_in_options", "mc_answer_text_ok",
+         "mc_options_distinct")
+    )
     numeric = dict.fromkeys(("numeric_answer_ok", "numeric_n_options"))
     if record.get("answer_type") == "mc":
         mc = _mc_checks(record)
@@ -199,7 +247,11 @@ def _derive(row: dict[str, Any], exists: dict[str, bool]) -> dict[str, Any]:
         numeric = _numeric_checks(record)
     out.update(mc)
     out.update(numeric)
-    out["missing_files"] = _missing_files(record, exists)
+    out["solution_answer_ok"] = cc.solution_answer_ok(record)
+    out["answer_value_ok"] = cc.answer_value_ok(record)
+    out["missing_files"] = _missing_files(record, files.exists)
+    out["unreadable_images"] = cc.unreadable_images(record, files.readable)
+    out["meta_fps"] = cc.source_fps(record.get("frame_paths"), files.fps)
     out.update(_frame_checks(record))
     out.update(_cot_checks(record))
     return out
@@ -212,9 +264,10 @@ def load_curated_table(curated_dir: Path) -> pd.DataFrame:
     """
     curated_dir = Path(curated_dir)
     rows = [row for split in SPLITS for row in _read_split(curated_dir / f"{split}.jsonl", split)]
-    exists: dict[str, bool] = {}  # records of one clip share frames: stat each file once
-    records = [{name: row["raw"].get(name) for name in RECORD_FIELDS} | _derive(row, exists) for row in rows]
-    derived = ["source_file", "source_line"] + [c for c in GX_RECORD_COLUMNS if c not in RECORD_FIELDS]
+    files = _FileCache()
+    records = [{name: row["raw"].get(name) for name in RECORD_FIELDS} | _derive(row, files) for row in rows]
+    derived = ["source_file", "source_line", *_HELPER_COLUMNS]
+    derived += [c for c in GX_RECORD_COLUMNS if c not in RECORD_FIELDS and c != "timestamps_match_fps"]
     table = pd.DataFrame(records, columns=list(RECORD_FIELDS) + derived).astype(object)
     hashable_clip = table["clip_id"].map(lambda c: c if isinstance(c, str) else None)
     # Where a record really is (its file) is what training and evaluation read; the ``split`` field is
@@ -223,7 +276,12 @@ def load_curated_table(curated_dir: Path) -> pd.DataFrame:
         pd.DataFrame({"clip": hashable_clip, "split": table["file_split"]}).groupby("clip")["split"].nunique()
     )
     table["clip_n_splits"] = hashable_clip.map(clip_splits).astype(object)
-    return table.where(table.notna(), None)
+    table = table.where(table.notna(), None)
+    # The frame rate is a clip's: a record is compared with its clip's meta.json or its sibling records.
+    table["timestamps_match_fps"] = cc.timestamps_match_fps(
+        hashable_clip, table["implied_fps"], table["timestamps_linear"], table["meta_fps"]
+    )
+    return table
 
 
 def _scalar(value: Any) -> Any:
@@ -288,4 +346,35 @@ def letter_balance_table(table: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     columns = ["key", "split", "letter", "n_mc", "count", "share", "expected_share", "deviation", "example"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def answer_balance_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (split, category, answer class of the category's label set): the class's share of the
+    split's questions of that category (each question once, whichever prompt variants it has) against
+    uniform, as a relative deviation. A class with no question has share 0: a guesser that ruled it out
+    would beat random without looking. Letters can be balanced while texts are not; this checks texts."""
+    rows = []
+    mc = table[table["mc_answer_in_options"].map(lambda v: v is True).astype(bool)]
+    for (split, category), part in mc.groupby(["file_split", mc["category"].map(str)]):
+        labels = LABEL_SETS.get(category)
+        if not labels:
+            continue
+        questions = part[part["qid"].map(lambda q: isinstance(q, str))].drop_duplicates("qid")
+        classes = questions["answer_text"].map(lambda t: answer_class(category, t))
+        classes = classes[classes.isin(labels)]
+        if classes.empty:
+            continue  # quantity questions with number options only
+        counts = classes.value_counts()
+        for label in labels:
+            count, total = int(counts.get(label, 0)), len(classes)
+            share = count / total
+            rows.append({
+                "key": f"{split}/{category}/{label}", "split": split, "category": category, "answer": label,
+                "n_questions": total, "count": count, "share": share, "expected_share": 1 / len(labels),
+                "deviation": abs(share * len(labels) - 1),
+                "example": f"{split}/{category}: '{label}' {count}/{total} (uniform {1 / len(labels):.2f})",
+            })
+    columns = ["key", "split", "category", "answer", "n_questions", "count", "share", "expected_share",
+               "deviation", "example"]
     return pd.DataFrame(rows, columns=columns)

@@ -35,6 +35,12 @@ convention ``fn(completions, *, cfg, **columns) -> list[float | None]``. Where w
 
 Every function returns a defined value for any completion: a string, None (scored as ""), or TRL's
 conversational form (a list of ``{"role", "content"}`` messages, whose text contents are joined).
+
+Parsing is linear in the completion's length. A lazy regex such as ``<thinking>(.*?)</thinking>``
+rescans to the end of the text from every unclosed opening tag, so a completion of repeated
+``<thinking>`` (or ``Camera Center: [`` without ``]``) costs quadratic time: seconds for 100 kB, minutes
+for 1 MB, inside a GRPO step. The blocks are found with ``str.find`` instead, which stops at the first
+unclosed tag (no later one can close either).
 """
 
 from __future__ import annotations
@@ -49,14 +55,14 @@ from components.curation.cot import parse_cot
 from components.evaluation.answers import extract_answer, is_correct
 from components.evaluation.metrics import mean_relative_accuracy
 
-_THINKING = re.compile(r"<thinking>(.*?)</thinking>", re.DOTALL)
 _TAGS = ("<thinking>", "</thinking>", "<answer>", "</answer>")
-# Any bracketed content after the label: _parse_center judges it, so that a malformed center is seen (and
-# scores 0) instead of being skipped. Three numbers as ``float`` reads them: a superset of what
-# ``cot.render_cot`` writes (``cot.CAMERA_RE``), so format and distance agree on what a stated center is.
-_CENTER = {
-    "camera": re.compile(r"Camera Center:\s*\[([^\]]*)\]"),
-    "object": re.compile(r"Object Center:\s*\[([^\]]*)\]"),
+# A center's label up to its opening bracket; the content runs to the next "]" (``_bracketed``). Any
+# bracketed content counts: _parse_center judges it, so that a malformed center is seen (and scores 0)
+# instead of being skipped. Three numbers as ``float`` reads them: a superset of what ``cot.render_cot``
+# writes (``cot.CAMERA_RE``), so format and distance agree on what a stated center is.
+_CENTER_LABEL = {
+    "camera": re.compile(r"Camera Center:\s*\["),
+    "object": re.compile(r"Object Center:\s*\["),
 }
 _NULL = re.compile(r"\b(?:null|none)\b", re.IGNORECASE)
 
@@ -103,6 +109,30 @@ def _record(answer_type: object, options: object, answer: object) -> dict:
 # ---------------------------------------------------------------------------------------------- format
 
 
+def first_block(text: str, open_tag: str, close_tag: str) -> str | None:
+    """The text between the first ``open_tag`` and the next ``close_tag`` (what ``re.search`` of
+    ``open(.*?)close`` with DOTALL finds), in linear time; None when there is no such pair."""
+    start = text.find(open_tag)
+    if start < 0:
+        return None
+    start += len(open_tag)
+    end = text.find(close_tag, start)
+    return None if end < 0 else text[start:end]
+
+
+def _bracketed(text: str, label: re.Pattern[str]) -> list[str]:
+    r"""The contents of every ``label ... ]`` in order, as ``re.findall(label + r"([^\]]*)\]")`` gives them,
+    in linear time: after an opening bracket with no ``]`` behind it no later label can close either."""
+    out, pos = [], 0
+    while (match := label.search(text, pos)) is not None:
+        end = text.find("]", match.end())
+        if end < 0:
+            break
+        out.append(text[match.end() : end])
+        pos = end + 1
+    return out
+
+
 def has_cot_tags(text: str) -> bool:
     """Exactly one <thinking>...</thinking> followed by exactly one <answer>...</answer>, nothing around."""
     return all(text.count(tag) == 1 for tag in _TAGS) and parse_cot(text) is not None
@@ -114,9 +144,9 @@ def _states(text: str, which: str) -> bool:
 
 def _format_one(text: str, cfg: RewardsConfig, needs_object: bool) -> float:
     f = cfg.format
-    thinking = _THINKING.search(text)
+    thinking = first_block(text, "<thinking>", "</thinking>")
     centers = _states(text, "camera") and (not needs_object or _states(text, "object"))
-    long_enough = thinking is not None and len(thinking.group(1).strip()) > f.min_thinking_chars
+    long_enough = thinking is not None and len(thinking.strip()) > f.min_thinking_chars
     return f.tags * has_cot_tags(text) + f.centers * centers + f.length * long_enough
 
 
@@ -188,7 +218,7 @@ def _parse_center(content: str) -> list[float] | None:
 
 def predicted_centers(text: str, which: str) -> list[list[float] | None]:
     """Every ``<Camera|Object> Center: [..]`` in order; null ones dropped, malformed ones as None."""
-    return [_parse_center(m) for m in _CENTER[which].findall(text) if not _NULL.search(m)]
+    return [_parse_center(m) for m in _bracketed(text, _CENTER_LABEL[which]) if not _NULL.search(m)]
 
 
 def _centers_of(solution: object, which: str) -> list[list[float]] | None:

@@ -2,7 +2,7 @@
 
 The embedded default of the pipeline needs data with known answers on any laptop: this package samples scenes
 of textured objects (cube, sphere, cylinder in named colours) that move (static, straight, curved,
-accelerating) and rotate (none, left, right) on a textured ground before a textured backdrop, seen by a
+accelerating, decelerating) and rotate (none, left, right) on a textured ground before a textured backdrop, seen by a
 stereo rig that is static or moves (forward, backward, left, right, turn_left, turn_right), and writes them as
 clips in the layout every real source also produces (``components.sources.clip``), with ``gt/`` added.
 

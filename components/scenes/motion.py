@@ -36,7 +36,7 @@ def object_centers(obj: ObjectSpec, times: np.ndarray, ground_y: float) -> np.nd
         dist = np.zeros_like(s)
     elif obj.motion == "straight":
         dist = obj.speed * s
-    elif obj.motion == "accelerating":
+    elif obj.motion in ("accelerating", "decelerating"):
         dist = obj.speed * s + 0.5 * obj.accel * s * s
     elif obj.motion == "curved":
         # Constant speed v on a circle of signed radius r: the heading turns at v / r (left when r > 0).

@@ -28,7 +28,6 @@ from components.scenes import motion as mo
 from components.scenes.spec import (
     DIRECTIONS,
     EGO_MOTIONS,
-    MOVING_KINDS,
     PALETTE,
     SHAPES,
     ObjectSpec,
@@ -52,9 +51,12 @@ _STREAMS = {
     "shape": 18,
     "fps": 19,
 }
-# Moving objects mostly keep their orientation; static ones rotate in place two times out of three.
-_ROT_MOVING = ("none", "none", "left", "right")
+# Every rotation equally often, moving or not: "it does not rotate" must not be the likely answer.
+_ROT_MOVING = ("none", "left", "right")
 _ROT_STATIC = ("none", "left", "right")
+# Speeding up, slowing down and a constant speed (straight or curved) equally often among moving objects,
+# so that no answer to "how does its speed change" is favoured before looking.
+_KINDS = ("straight", "accelerating", "decelerating", "curved", "accelerating", "decelerating")
 _HEADING = {"right": 0.0, "away": math.pi / 2, "left": math.pi, "toward": -math.pi / 2}
 
 MIN_DEPTH_M, MAX_DEPTH_M = 3.0, 12.0
@@ -155,10 +157,12 @@ def _sample_object(
         speed = float(rng.uniform(lo, hi)) * slow
     if base.motion == "curved":
         radius = float(rng.uniform(2.0, 5.0)) * (1.0 if rng.random() < 0.5 else -1.0)
-    if base.motion == "accelerating":
-        speed = float(rng.uniform(0.2, 0.6)) * slow
-        v_end = float(rng.uniform(min(1.2, hi), hi)) * slow  # visibly speeds up: ends several times faster
-        accel = max(v_end - speed, 0.3) / max(spec.duration_s, 1e-6)
+    if base.motion in ("accelerating", "decelerating"):
+        slow_v = float(rng.uniform(0.2, 0.6)) * slow
+        fast_v = float(rng.uniform(min(1.2, hi), hi)) * slow  # visibly changes: several times faster or slower
+        fast_v = max(fast_v, slow_v + 0.3)
+        speed, v_end = (slow_v, fast_v) if base.motion == "accelerating" else (fast_v, slow_v)
+        accel = (v_end - speed) / max(spec.duration_s, 1e-6)
     heading = _HEADING.get(base.direction, 0.0) + float(rng.uniform(-1, 1)) * math.radians(10)
     yaw_rate = 0.0
     if base.rotation != "none":
@@ -234,7 +238,7 @@ def _plan(cfg: ScenesConfig, index: int, rng: np.random.Generator) -> list[Objec
     objects, m, s = [], moving0, static0
     for k in range(n):
         if k in moving_ids:
-            kind = cycle(cfg.seed, "kind", m, MOVING_KINDS)
+            kind = cycle(cfg.seed, "kind", m, _KINDS)
             direction = cycle(cfg.seed, "direction", m, DIRECTIONS)
             rotation = cycle(cfg.seed, "rot_moving", m, _ROT_MOVING)
             m += 1

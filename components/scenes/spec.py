@@ -21,13 +21,13 @@ from typing import Final, Literal
 import numpy as np
 
 Shape = Literal["cube", "sphere", "cylinder"]
-ObjectMotion = Literal["static", "straight", "curved", "accelerating"]
+ObjectMotion = Literal["static", "straight", "curved", "accelerating", "decelerating"]
 Rotation = Literal["none", "left", "right"]
 Direction = Literal["none", "left", "right", "toward", "away"]
 CameraMotion = Literal["static", "forward", "backward", "left", "right", "turn_left", "turn_right"]
 
 SHAPES: Final[tuple[Shape, ...]] = ("cube", "sphere", "cylinder")
-MOVING_KINDS: Final[tuple[ObjectMotion, ...]] = ("straight", "curved", "accelerating")
+MOVING_KINDS: Final[tuple[ObjectMotion, ...]] = ("straight", "curved", "accelerating", "decelerating")
 DIRECTIONS: Final[tuple[Direction, ...]] = ("left", "right", "toward", "away")
 EGO_MOTIONS: Final[tuple[CameraMotion, ...]] = (
     "forward",
@@ -77,8 +77,8 @@ class ObjectSpec:
     # The trajectory; the defaults describe an object that stays where it is, facing +x.
     start: tuple[float, float] = (0.0, 0.0)  # (x, z) of the centre at t = 0 (y: resting on the ground)
     heading: float = 0.0  # initial heading angle (rad, same convention as yaw) of the translation
-    speed: float = 0.0  # m/s; the initial speed for "accelerating"
-    accel: float = 0.0  # m/s^2 along the heading ("accelerating" only)
+    speed: float = 0.0  # m/s; the initial speed for "accelerating" / "decelerating"
+    accel: float = 0.0  # m/s^2 along the heading (negative when decelerating)
     turn_radius: float = 0.0  # m, signed: > 0 turns left (counter-clockwise from above), "curved" only
     yaw0: float = 0.0
     yaw_rate: float = 0.0  # rad/s, > 0 = left

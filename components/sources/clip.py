@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,29 @@ def _finite_positive(value: object, name: str, clip: Path) -> float:
     return number
 
 
+def _count(value: object, name: str, clip: Path, minimum: int) -> int:
+    """An integer >= ``minimum``: ``8`` or ``8.0``, not ``"eight"``, ``8.5``, ``true`` or NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise ClipError(clip, "meta.json", f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ClipError(clip, "meta.json", f"{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+# A clip id names files (``som/<clip_id>.png``) and record ids: a plain file name, nothing a path could
+# be built from (no separators, no "." or "..", no leading dot: dot-names are hidden or temporaries).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def check_plain_name(value: object, name: str, clip: Path, file: str = "meta.json") -> str:
+    """``value`` if it is safe to use as one file-name component; a ClipError naming ``name`` otherwise."""
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
+        raise ClipError(clip, file, f"{name} {value!r} is not a plain name (letters, digits, '.', '_', '-'; "
+                        "no path separators, no leading dot; at most 200 characters)")
+    return value
+
+
 def read_meta(clip_dir: str | Path) -> ClipMeta:
     clip = Path(clip_dir)
     path = clip / "meta.json"
@@ -105,14 +129,17 @@ def read_meta(clip_dir: str | Path) -> ClipMeta:
         raise ClipError(clip, "meta.json", "missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClipError(clip, "meta.json", f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ClipError(clip, "meta.json", f"must be a JSON object, got {type(raw).__name__}")
     try:
         K = raw["K"]
         meta = ClipMeta(
-            clip_id=str(raw.get("clip_id", clip.name)),
+            clip_id=check_plain_name(raw["clip_id"], "clip_id", clip) if "clip_id" in raw
+            else check_plain_name(clip.name, "clip_id (the folder's name: meta.json has none)", clip),
             fps=_finite_positive(raw["fps"], "fps", clip),
-            width=int(_finite_positive(raw["width"], "width", clip)),
-            height=int(_finite_positive(raw["height"], "height", clip)),
-            num_frames=int(raw["num_frames"]),
+            width=_count(raw["width"], "width", clip, minimum=1),
+            height=_count(raw["height"], "height", clip, minimum=1),
+            num_frames=_count(raw["num_frames"], "num_frames", clip, minimum=0),  # 0: "empty", below
             fx=_finite_positive(K["fx"], "K.fx", clip),
             fy=_finite_positive(K["fy"], "K.fy", clip),
             cx=_finite_positive(K["cx"], "K.cx", clip),
@@ -123,6 +150,10 @@ def read_meta(clip_dir: str | Path) -> ClipMeta:
         )
     except KeyError as exc:
         raise ClipError(clip, "meta.json", f"missing field {exc.args[0]!r}") from None
+    except ClipError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. K a list, objects not a list of {id, label}, ragged poses
+        raise ClipError(clip, "meta.json", f"malformed: {type(exc).__name__}: {exc}") from None
     if meta.num_frames < 1:
         raise ClipError(clip, "meta.json", "num_frames is 0: the clip is empty")
     if meta.poses is not None:
@@ -150,10 +181,25 @@ def read_rgb(clip_dir: str | Path, relpath: str) -> np.ndarray:
     return cv2.cvtColor(_read_image(clip_dir, relpath, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
-def read_mask(clip_dir: str | Path, relpath: str) -> np.ndarray:
-    """Read one instance mask (uint8 ids); a missing or unreadable file is a ClipError."""
-    mask = _read_image(clip_dir, relpath, cv2.IMREAD_UNCHANGED, "mask")
-    return mask[..., 0] if mask.ndim == 3 else mask
+def read_mask(clip_dir: str | Path, relpath: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one instance mask (H x W uint8 ids); a missing, unreadable or malformed file is a ClipError.
+
+    ``size`` (height, width) is the frame's: a mask of another size would pair pixels with the wrong
+    depths and silently move objects, so it is refused rather than resized.
+    """
+    clip = Path(clip_dir)
+    mask = _read_image(clip, relpath, cv2.IMREAD_UNCHANGED, "mask")
+    if mask.dtype != np.uint8:
+        raise ClipError(clip, relpath, f"mask dtype {mask.dtype}, expected uint8 (0 = background, k = object k)")
+    if mask.ndim == 3:
+        # A grey mask saved as colour (alpha or not) is fine; a colour-coded one is not instance ids.
+        if (mask[..., :3] != mask[..., :1]).any():
+            raise ClipError(clip, relpath, "mask colour channels differ: expected one channel of object ids")
+        mask = mask[..., 0]
+    if size is not None and mask.shape != tuple(size):
+        raise ClipError(clip, relpath, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from the frame's "
+                        f"{size[1]}x{size[0]}")
+    return mask
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

@@ -1,7 +1,8 @@
 """What goes into a run besides the stage's own numbers: cleaned params and tags, lineage, digests.
 
 Secrets never reach MLflow from here: a param or tag whose key or value looks like a credential is
-dropped with a warning naming the key (never the value), and passwords inside URLs are masked.
+dropped with a warning naming the key (never the value), passwords inside URLs are masked and absolute
+paths made relative to the project root (``redact``: the one filter for params, tags and artifacts).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,35 +19,23 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from components.config import flatten
 from components.io import file_digest
+from components.tracking.redact import is_secret, mask_url_passwords, redact_text
 
 log = logging.getLogger(__name__)
 
 GIT_TAG, DIRTY_TAG, DVC_LOCK_TAG = "mllm4d.git.commit", "mllm4d.git.dirty", "mllm4d.dvc_lock.sha256"
 
-# Keys: credential names, but not "tokenizer", "max_new_tokens" or "pad_token".
-_SECRET_KEY = re.compile(
-    r"secret|passw(or)?d|api[_-]?key|access[_-]?key|private[_-]?key|credential"
-    r"|(^|\.)token$|(auth|bearer|hf|access|refresh|session|github|api)[_-]?token$",
-    re.IGNORECASE,
-)
-# Values: well-known token shapes (AWS key ids, Hugging Face, OpenAI-style, GitHub).
-_SECRET_VALUE = re.compile(
-    r"\bAKIA[0-9A-Z]{16}\b|\bhf_[A-Za-z0-9]{20,}|\bsk-[A-Za-z0-9_-]{20,}|\bgh[pousr]_[A-Za-z0-9]{20,}"
-)
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
-
-
-def _is_secret(key: str, value: str) -> bool:
-    return bool(_SECRET_KEY.search(key) or _SECRET_VALUE.search(value))
-
-
-def clean(items: dict[str, Any], limit: int, what: str) -> dict[str, str]:
+def clean(items: dict[str, Any], limit: int, what: str, root: Path | None = None) -> dict[str, str]:
+    """Params or tags as MLflow takes them: strings, through ``redact`` (a secret drops the item, with a
+    warning naming its key; paths relative to ``root``, the open run's project root by default), cut to
+    ``limit`` characters."""
     out: dict[str, str] = {}
     for key, value in items.items():
-        text = _URL_PASSWORD.sub(r"\1:***@", str(value))
-        if _is_secret(str(key), text):
+        text = str(value)
+        if is_secret(str(key), mask_url_passwords(text)):
             log.warning("not logging %s %r: it looks like a credential", what, key)
             continue
+        text = redact_text(text, root)
         out[str(key)] = text if len(text) <= limit else text[: limit - 3] + "..."
     return out
 

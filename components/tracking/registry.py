@@ -32,6 +32,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from components.tracking.metadata import clean
+from components.tracking.redact import redacted_copy
 from components.tracking.runs import RunHandle
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,12 @@ class VLMFolderModel(mlflow.pyfunc.PythonModel):
     def _load(self) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self._processor = AutoProcessor.from_pretrained(self.model_dir)
-        self._model = AutoModelForImageTextToText.from_pretrained(self.model_dir).eval()
+        # A served model folder comes from the registry, i.e. from whoever could register one: only
+        # safetensors weights (a pickled .bin can run code when loaded) and never code shipped in the folder.
+        self._processor = AutoProcessor.from_pretrained(self.model_dir, trust_remote_code=False)
+        self._model = AutoModelForImageTextToText.from_pretrained(
+            self.model_dir, use_safetensors=True, trust_remote_code=False
+        ).eval()
 
     # MLflow reads this hint: it becomes the model's signature and validates every request.
     def predict(self, context: Any, model_input: list[VLMRequest], params: dict | None = None) -> list[str]:
@@ -122,17 +127,24 @@ def register_model(
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         raise FileNotFoundError(f"no saved model folder at {model_dir} (expected config.json and weights)")
     client = MlflowClient(run.tracking_uri)
-    safe_tags = clean(tags, MAX_TAG_VAL_LENGTH, "tag")
+    safe_tags = clean(tags, MAX_TAG_VAL_LENGTH, "tag", run.root)
     logged = client.create_logged_model(run.experiment_id, name=name, source_run_id=run.run_id)
-    with _no_pip_check(), tempfile.TemporaryDirectory(prefix="mllm4d-pyfunc-") as tmp:
+    # The folder's JSON (meta.json, configs) and MLflow's MLmodel (which records where the artifact was
+    # copied from) go through the same filter as everything else logged: no secrets, no absolute paths.
+    with (
+        _no_pip_check(),
+        tempfile.TemporaryDirectory(prefix="mllm4d-pyfunc-") as tmp,
+        redacted_copy(model_dir, run.root) as clean_dir,
+    ):
         local = Path(tmp) / "model"
         mlflow.pyfunc.save_model(
             str(local),
             python_model=VLMFolderModel(),
-            artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+            artifacts={MODEL_DIR_ARTIFACT: str(clean_dir)},
             pip_requirements=_pip_requirements(),
         )
-        client.log_model_artifacts(logged.model_id, str(local))
+        with redacted_copy(local, run.root) as clean_local:
+            client.log_model_artifacts(logged.model_id, str(clean_local))
     client.finalize_logged_model(logged.model_id, "READY")
     client.log_outputs(run.run_id, models=[LoggedModelOutput(logged.model_id, step=0)])
     try:

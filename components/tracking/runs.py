@@ -6,6 +6,11 @@ process, in another thread (Prefect tasks) or in a subprocess (``dvc repro``) ne
 run *is* the active run of its thread, so library callbacks (transformers' ``MLflowCallback`` with
 ``report_to="mlflow"``) log into it. Every ``RunHandle`` method logs by explicit run id.
 Params and tags pass through ``metadata.clean``, which drops anything that looks like a credential.
+
+A run ends FINISHED, FAILED (an exception) or KILLED (Ctrl-C, or SIGTERM: while a run is open in the main
+thread, SIGTERM raises :class:`Terminated` so the run is closed before the process exits, instead of
+staying RUNNING forever). A SIGKILL cannot be caught: each run records its host and process id, and the
+next run opened on that host closes, as KILLED, the RUNNING runs whose process is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -30,11 +38,19 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from components.config import TrackingConfig
 from components.io import read_jsonl
 from components.tracking.metadata import clean, content_digest, flatten_params, json_cell, lineage_tags
+from components.tracking.redact import project_root as current_root
+from components.tracking.redact import redact_text, redacted_copy, use_root
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "MLLM4D_PARENT_RUN_ID"
 STAGE_TAG, PIPELINE_TAG, ROLE_TAG = "mllm4d.stage", "mllm4d.pipeline", "mllm4d.dataset.role"
+HOST_TAG, PID_TAG, END_TAG = "mllm4d.host", "mllm4d.pid", "mllm4d.ended_by"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a run was open. A BaseException, like KeyboardInterrupt: ``except Exception``
+    blocks must not swallow a request to stop."""
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, project_root: Path) -> str:
@@ -84,10 +100,11 @@ def setup(cfg: TrackingConfig, project_root: Path) -> str:
 class RunHandle:
     """One MLflow run, addressed by id; every method logs to this run whatever run is active."""
 
-    def __init__(self, run_id: str, tracking_uri: str, experiment_id: str) -> None:
+    def __init__(self, run_id: str, tracking_uri: str, experiment_id: str, root: Path | None = None) -> None:
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
+        self.root = Path(root) if root is not None else current_root()  # paths are logged relative to it
         self._client = MlflowClient(tracking_uri)
 
     def url(self) -> str:
@@ -96,7 +113,8 @@ class RunHandle:
         return f"{self.tracking_uri} run {self.run_id}"
 
     def log_params(self, params: dict) -> None:
-        flat = flatten_params(params)
+        with use_root(self.root):
+            flat = flatten_params(params)
         self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -116,10 +134,14 @@ class RunHandle:
             self._client.log_batch(self.run_id, metrics=good)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._client.log_artifact(self.run_id, str(path), artifact_path)
+        """Log a filtered copy of ``path`` (``redact``: no secrets, paths relative to the project root)."""
+        with redacted_copy(Path(path), self.root) as copy:
+            self._client.log_artifact(self.run_id, str(copy), artifact_path)
 
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
-        self._client.log_artifacts(self.run_id, str(directory), artifact_path)
+        """Log a filtered copy of every file under ``directory``, as ``log_artifact``."""
+        with redacted_copy(Path(directory), self.root) as copy:
+            self._client.log_artifacts(self.run_id, str(copy), artifact_path)
 
     def log_dataset(self, path: Path, *, name: str, context: str, role: str = "input") -> str:
         """Record a JSONL file (or folder of them) in the run's inputs; returns its content digest.
@@ -143,7 +165,8 @@ class RunHandle:
             df[column] = df[column].map(json_cell)
         with warnings.catch_warnings():  # "source can be interpreted in multiple ways", integer hints
             warnings.simplefilter("ignore")
-            dataset = mlflow.data.from_pandas(df, source=str(path), name=name, digest=digest)
+            source = redact_text(str(path), self.root)  # the dataset's source is logged too
+            dataset = mlflow.data.from_pandas(df, source=source, name=name, digest=digest)
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context if role == "input" else f"output:{context}")]
         if role == "output":
             tags.append(InputTag(ROLE_TAG, "output"))
@@ -161,15 +184,87 @@ class RunHandle:
         self._client.log_image(self.run_id, image, artifact_file=artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._client.log_text(self.run_id, text, artifact_file)
+        self._client.log_text(self.run_id, redact_text(text, self.root), artifact_file)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        safe = clean(tags, MAX_TAG_VAL_LENGTH, "tag")
+        safe = clean(tags, MAX_TAG_VAL_LENGTH, "tag", self.root)
         self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in safe.items()])
 
 
+def _status(exc: BaseException | None) -> str:
+    if exc is None:
+        return "FINISHED"
+    return "KILLED" if isinstance(exc, (KeyboardInterrupt, Terminated)) else "FAILED"
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` inside the block, so open runs end KILLED, not RUNNING.
+
+    Only where Python can take the signal (the main thread) and only over the default action (which
+    kills the process without unwinding): a handler someone else installed (Prefect, a test runner)
+    is left alone, and so is an ignored SIGTERM. The previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _process_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """End as KILLED the RUNNING runs that a process on this host opened and that died without closing
+    them (SIGKILL, power loss); returns their ids. A reused pid only leaves a dead run RUNNING a while longer.
+    """
+    host = socket.gethostname().replace("'", "")
+    query = f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"
+    closed = []
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        pid = run.data.tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            client.set_tag(run.info.run_id, END_TAG, f"closed by pid {os.getpid()}: its process {pid} is gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    if closed:
+        log.warning("marked %d run(s) KILLED whose process died while they ran: %s", len(closed), closed)
+    return closed
+
+
+def _context_tags(project_root: Path) -> dict[str, str]:
+    """The tags MLflow's fluent ``start_run`` adds by itself (``mlflow.source.name`` is the script's
+    absolute path), filtered; given explicitly, they replace MLflow's own."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return clean(resolve_tags({}), MAX_TAG_VAL_LENGTH, "tag", project_root)
+
+
 def _finish(client: MlflowClient, run_id: str, exc: BaseException | None, *, active: bool) -> None:
-    status = "FINISHED" if exc is None else "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    status = _status(exc)
     if active:
         # Runs a library opened inside the stage and left open end with it.
         while (run := mlflow.active_run()) is not None and run.info.run_id != run_id:
@@ -188,15 +283,17 @@ def pipeline_run(
     experiment_id = setup(cfg, project_root)
     uri = resolve_tracking_uri(cfg, project_root)
     client = MlflowClient(uri)
-    tags = lineage_tags(project_root) | {PIPELINE_TAG: name}
+    close_orphaned_runs(client, experiment_id)
+    tags = lineage_tags(project_root) | _process_tags() | {PIPELINE_TAG: name}
     run = client.create_run(experiment_id, tags=tags, run_name=name)
-    handle = RunHandle(run.info.run_id, uri, experiment_id)
+    handle = RunHandle(run.info.run_id, uri, experiment_id, project_root)
     previous = os.environ.get(PARENT_RUN_ENV)
     os.environ[PARENT_RUN_ENV] = handle.run_id
     try:
-        if params:
-            handle.log_params(params)
-        yield handle
+        with _sigterm_raises(), use_root(project_root):
+            if params:
+                handle.log_params(params)
+            yield handle
     except BaseException as exc:
         _finish(client, handle.run_id, exc, active=False)
         raise
@@ -221,11 +318,19 @@ def stage_run(
 ) -> Iterator[RunHandle]:
     """A stage's run: nested under ``MLLM4D_PARENT_RUN_ID`` (or this thread's active run), else top-level.
 
-    It is the active MLflow run while open. An exception ends it FAILED (KILLED on Ctrl-C) and re-raises.
+    It is the active MLflow run while open. An exception ends it FAILED (KILLED on Ctrl-C or SIGTERM) and
+    re-raises.
     """
     experiment_id = setup(cfg, project_root)
     uri = resolve_tracking_uri(cfg, project_root)
-    run_tags = lineage_tags(project_root) | clean(tags or {}, MAX_TAG_VAL_LENGTH, "tag") | {STAGE_TAG: stage}
+    close_orphaned_runs(MlflowClient(uri), experiment_id)
+    run_tags = (
+        _context_tags(project_root)
+        | lineage_tags(project_root)
+        | clean(tags or {}, MAX_TAG_VAL_LENGTH, "tag", project_root)
+        | _process_tags()
+        | {STAGE_TAG: stage}
+    )
     run = mlflow.start_run(
         experiment_id=experiment_id,
         run_name=stage,
@@ -233,11 +338,14 @@ def stage_run(
         parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
         tags=run_tags,
     )
-    handle = RunHandle(run.info.run_id, uri, experiment_id)
+    handle = RunHandle(run.info.run_id, uri, experiment_id, project_root)
     try:
-        if params:
-            handle.log_params(params)
-        yield handle
+        # Inside, library callbacks logging into this run (transformers' MLflowCallback through
+        # ``tracking.callback``) relativise paths against this root too.
+        with _sigterm_raises(), use_root(project_root):
+            if params:
+                handle.log_params(params)
+            yield handle
     except BaseException as exc:
         _finish(handle._client, handle.run_id, exc, active=True)
         raise

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from components.io import write_folder_digest
+from components.models.factory import DIGEST
 
 
 class ThroughputCallback(TrainerCallback):
@@ -32,3 +37,16 @@ class ThroughputCallback(TrainerCallback):
         if tokens is not None and self._tokens is not None:
             logs["tokens_per_s"] = (tokens - self._tokens) / elapsed
         self._t, self._step, self._tokens = now, state.global_step, tokens
+
+
+class CheckpointDigest(TrainerCallback):
+    """Writes ``digest.json`` into each checkpoint once the Trainer has saved all of it (weights, optimizer,
+    scheduler, RNG, trainer state), so resuming knows a checkpoint cut short by a kill, or corrupted since, and
+    skips it for the last whole one (``components.training.sft.last_whole_checkpoint``)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if folder.is_dir():
+            write_folder_digest(folder, DIGEST)

@@ -49,13 +49,13 @@ from trl import GRPOTrainer
 
 from components.config import GRPOConfig, ModelConfig, RewardsConfig, TrainableConfig
 from components.curation.reverse import reverse_records
-from components.io import file_digest, git_commit, write_json
+from components.io import file_digest, git_commit, read_folder_digest, write_json
 from components.models import apply_trainable, build_conversation, frames_for, load_model
-from components.models.factory import save_model
+from components.models.factory import DIGEST, model_digest, save_model
 from components.models.tpe import install_tpe
 from components.rewards import check_terms, completion_text, get_reward
 from components.training.gate import loss_curve
-from components.training.sft import device_args, fit, read_records
+from components.training.sft import ExactResume, device_args, fit, read_records
 
 log = logging.getLogger(__name__)
 
@@ -258,19 +258,24 @@ def lora_config(cfg: GRPOConfig, model_cfg: ModelConfig) -> ModelConfig:
     return replace(model_cfg, trainable=trainable)
 
 
+class ResumableGRPOTrainer(ExactResume, GRPOTrainer):
+    """TRL's GRPOTrainer, resuming exactly."""
+
+
 def grpo_trainer(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelConfig, records: list[dict],
                  init_model: Path, out: Path, *, report_to: str = "none",
                  progress: bool = True) -> tuple[GRPOTrainer, CompletionBook]:
     """TRL's ``GRPOTrainer`` for ``records``, starting from ``init_model``, and the book of its rewards."""
     check_inputs(cfg, rewards_cfg, model_cfg)
-    model, processor = load_model(init_model, model_cfg, for_training=True)
+    # an SFT or P4D output: it must carry the digest save_model wrote, and still match it
+    model, processor = load_model(init_model, model_cfg, for_training=True, require_digest=True)
     model = apply_trainable(model, lora_config(cfg, model_cfg))
     # TRL left-pads the prompts and appends the processor's mm_token_type_ids to them (they place the image
     # tokens for M-RoPE): the processor must pad on the left too, or image positions shift by the padding.
     processor.tokenizer.padding_side = "left"
     terms = reward_terms(rewards_cfg)
     book = CompletionBook(Path(out) / "completions", terms, cfg.sample_completions)
-    trainer = GRPOTrainer(
+    trainer = ResumableGRPOTrainer(
         model=model,
         reward_funcs=[TermReward(name, rewards_cfg, book) for name in terms],
         args=trl_args(cfg, model_cfg, list(terms.values()), Path(out), report_to=report_to, progress=progress),
@@ -311,7 +316,9 @@ def run_grpo(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelConfig
         "config": {"grpo": asdict(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)},
         "git_commit": git_commit(),
         "inputs": {"records": {"path": str(data), "sha256": inputs["records"], "n_records": len(records)},
-                   "init_model": {"path": str(init_model), "init": cfg.init, "sha256": inputs["init_model"]}},
+                   "init_model": {"path": str(init_model), "init": cfg.init, "sha256": inputs["init_model"],
+                                  "digest": model_digest(init_model)}},
+        "model_digest": read_folder_digest(model_dir, DIGEST),
         "resumed_from": resume,
         "steps": trainer.state.global_step,
         # strict JSON: a non-finite value (the gate's to judge) is written as null

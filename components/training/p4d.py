@@ -41,14 +41,15 @@ from transformers import TrainerCallback, set_seed
 from trl import SFTTrainer
 
 from components.config import MODALITIES, ModelConfig, P4DConfig, TeacherConfig
-from components.io import file_digest, git_commit, write_json
+from components.io import file_digest, git_commit, read_folder_digest, write_json
 from components.models import apply_trainable, load_model
-from components.models.factory import save_model
+from components.models.factory import DIGEST, model_digest, save_model
 from components.teacher import Grid, Teacher, TeacherError, load_targets, load_teacher, student_grid
 from components.teacher.targets import read_index
 from components.training.callbacks import ThroughputCallback
 from components.training.gate import loss_curve
 from components.training.sft import (
+    ExactResume,
     RecordCollator,
     TrainResult,
     fit,
@@ -165,8 +166,9 @@ class Distiller(nn.Module):
         return means
 
 
-class P4DTrainer(SFTTrainer):
-    """TRL's SFTTrainer with P4D's distillation term added to its loss (public ``compute_loss`` + ``super()``)."""
+class P4DTrainer(ExactResume, SFTTrainer):
+    """TRL's SFTTrainer with P4D's distillation term added to its loss (public ``compute_loss`` + ``super()``),
+    resuming exactly (``D_4DP`` is part of the checkpointed model, so it resumes too)."""
 
     def __init__(self, *args, distiller: Distiller, **kwargs) -> None:
         self.distiller = distiller
@@ -253,7 +255,9 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
     index = check_targets(targets, grid, modalities, model_cfg, records)
     teacher = load_teacher(teacher_dir, teacher_cfg, model_cfg)
     teacher.check_compatible(grid, modalities)
-    model, processor = load_model(sft_model, model_cfg, for_training=True)
+    # the SFT stage's output: it must carry the digest save_model wrote, and still match it
+    model, processor = load_model(sft_model, model_cfg, for_training=True, require_digest=True)
+    sft_digest = model_digest(sft_model)
     model = apply_trainable(model, model_cfg)
     distiller = Distiller(model, teacher, cfg, grid)
     distiller.attach()
@@ -268,7 +272,7 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
         callbacks=[ThroughputCallback(cfg.train.batch_size * cfg.train.grad_accum), p4d_log],
     )
     teacher.to(trainer.args.device)
-    inputs = {"records": file_digest(data), "sft_model": _digest(Path(sft_model) / "meta.json"),
+    inputs = {"records": file_digest(data), "sft_model": sft_digest,
               "targets": _digest(Path(targets) / "index.json"),
               "config": {"p4d": {**asdict(cfg), "train": resume_key(cfg.train)}, "model": asdict(model_cfg)}}
     output, seconds, resume = fit(trainer, out, inputs)
@@ -281,8 +285,9 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
         "config": {"p4d": asdict(cfg), "teacher": asdict(teacher_cfg), "model": asdict(model_cfg)},
         "git_commit": git_commit(),
         "inputs": {"records": {"path": str(data), "sha256": file_digest(data)},
-                   "sft_model": {"path": str(sft_model)}, "teacher": {"path": str(teacher_dir)},
+                   "sft_model": {"path": str(sft_model), "digest": sft_digest}, "teacher": {"path": str(teacher_dir)},
                    "targets": {"path": str(targets), "teacher": index.get("teacher")}},
+        "model_digest": read_folder_digest(model_dir, DIGEST),
         "resumed_from": resume,
         "steps": trainer.state.global_step,
         "losses": losses,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -22,19 +23,27 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import set_seed
-from transformers.integrations import MLflowCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import PreTrainedModel, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from components.config import ModelConfig, SFTConfig
 from components.curation.schema import RECORD_FIELDS
-from components.io import file_digest, git_commit, read_jsonl, write_json
+from components.io import (
+    check_folder_digest,
+    file_digest,
+    git_commit,
+    read_folder_digest,
+    read_jsonl,
+    write_json,
+)
 from components.models import apply_trainable, load_model
-from components.models.factory import save_model
+from components.models.factory import DIGEST, load_checkpoint_weights, model_digest, save_model
 from components.models.inputs import encode_batch
-from components.training.callbacks import ThroughputCallback
+from components.tracking.callback import use_filtered_mlflow_callback
+from components.training.callbacks import CheckpointDigest, ThroughputCallback
 from components.training.gate import loss_curve
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,31 @@ class TrainResult:
     seconds: float
     samples_per_s: float
     train_metrics: dict
+
+
+class ExactResume:
+    """Trainer mixin: resuming restores the checkpoint's weights, every one of them, under the model's own names.
+
+    ``Trainer._load_from_checkpoint`` loads a transformers-5 Qwen-VL checkpoint without the key renaming that
+    ``from_pretrained`` applies (``components.models.factory.load_checkpoint_weights`` says why), so resumed runs
+    kept the base weights. Only the loading of full weights is replaced; optimizer, scheduler, RNG, data order
+    and LoRA adapters (PEFT names those itself) stay the Trainer's.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = self.model if model is None else model
+        unwrapped = self.accelerator.unwrap_model(model)
+        folder = Path(resume_from_checkpoint)
+        full = (folder / SAFE_WEIGHTS_NAME).is_file() or (folder / SAFE_WEIGHTS_INDEX_NAME).is_file()
+        if not full or not isinstance(unwrapped, PreTrainedModel):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        n = load_checkpoint_weights(unwrapped, folder)
+        log.info("restored %d weight tensors from %s", n, folder)
+
+
+class ResumableSFTTrainer(ExactResume, SFTTrainer):
+    """TRL's SFTTrainer, resuming exactly."""
 
 
 def device_args(model_cfg: ModelConfig) -> dict:
@@ -117,12 +151,13 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     records = read_records(data, split="sft")
     model, processor = load_model(base_model, model_cfg, for_training=True)
     model = apply_trainable(model, model_cfg)
-    trainer = SFTTrainer(
+    trainer = ResumableSFTTrainer(
         model=model, args=trl_args(cfg, model_cfg, Path(out), report_to=report_to, progress=progress),
         train_dataset=records_dataset(records), data_collator=RecordCollator(processor, model_cfg),
         processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum)],
     )
-    inputs = {"records": file_digest(data), "base_model": _meta_digest(Path(base_model)),
+    base_digest = model_digest(base_model)
+    inputs = {"records": file_digest(data), "base_model": _meta_digest(Path(base_model)), "base_digest": base_digest,
               "config": {"sft": resume_key(cfg), "model": asdict(model_cfg)}}
     output, seconds, resume = fit(trainer, Path(out), inputs)
     model_dir = save_model(trainer.model, processor, Path(out) / "model")  # LoRA merged: base architecture
@@ -132,7 +167,9 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
         "config": {"sft": asdict(cfg), "model": asdict(model_cfg)},
         "git_commit": git_commit(),
         "inputs": {"records": {"path": str(data), "sha256": file_digest(data)},
-                   "base_model": {"path": str(base_model), "meta": _meta_digest(Path(base_model))}},
+                   "base_model": {"path": str(base_model), "meta": _meta_digest(Path(base_model)),
+                                  "digest": base_digest}},
+        "model_digest": read_folder_digest(model_dir, DIGEST),
         "resumed_from": resume,
         "steps": trainer.state.global_step,
         "losses": losses,
@@ -152,13 +189,15 @@ def resume_key(cfg: SFTConfig) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k not in ("max_steps", "logging_steps", "save_steps")}
 
 
-def fit(trainer, out: Path, inputs: dict):
-    """Train ``trainer`` (resuming the last checkpoint in ``out/checkpoints`` when it was made from the same
-    ``inputs``); returns ``(TrainOutput, seconds, resumed_from)``. Shared by the SFT and P4D stages."""
+def fit(trainer: ExactResume, out: Path, inputs: dict):
+    """Train ``trainer`` (resuming the last whole checkpoint in ``out/checkpoints`` when it was made from the same
+    ``inputs``); returns ``(TrainOutput, seconds, resumed_from)``. Shared by the SFT, P4D and GRPO stages."""
+    if not isinstance(trainer, ExactResume):  # TRL's own trainers would resume with the base weights
+        raise TypeError(f"fit needs a trainer with ExactResume, got {type(trainer).__name__}")
+    trainer.add_callback(CheckpointDigest())
     # Callbacks that add to each log entry (throughput, P4D's loss parts) must run before MLflow's, so the
     # MLflow callback moves to the end of the list.
-    if (mlflow_callback := trainer.pop_callback(MLflowCallback)) is not None:
-        trainer.add_callback(mlflow_callback)
+    use_filtered_mlflow_callback(trainer)
     resume = _resumable(out / "checkpoints", inputs)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
@@ -166,17 +205,48 @@ def fit(trainer, out: Path, inputs: dict):
 
 
 def _resumable(checkpoints: Path, inputs: dict) -> str | None:
-    """The last checkpoint, if it was trained from the same records, base model and config; otherwise the
+    """The last whole checkpoint, if it was trained from the same records, base model and config; otherwise the
     old checkpoints are removed (resuming them would continue another run) and training starts fresh."""
     stamp = checkpoints / "inputs.json"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last and stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(inputs)):
+    last = last_whole_checkpoint(checkpoints) if _same_inputs(stamp, inputs) else None
+    if last is not None:
         log.info("resuming from %s", last)
-        return last
+        return str(last)
     if checkpoints.is_dir():
-        log.warning("discarding checkpoints in %s: they come from other inputs or config", checkpoints)
+        log.warning("discarding checkpoints in %s: they come from other inputs or config, or none is whole",
+                    checkpoints)
         shutil.rmtree(checkpoints)
     write_json(stamp, inputs)
+    return None
+
+
+def _same_inputs(stamp: Path, inputs: dict) -> bool:
+    try:
+        return stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(inputs))
+    except json.JSONDecodeError:
+        return False
+
+
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def last_whole_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint whose files all match the digest written once it was saved (``CheckpointDigest``).
+
+    A newer one that does not (a kill while saving, a file corrupted since) is named in a warning and removed:
+    the resumed run saves that step again, and must not write into a half-made folder.
+    """
+    if not checkpoints.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in checkpoints.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
+    for _, checkpoint in reversed(found):
+        try:
+            check_folder_digest(checkpoint, DIGEST)
+            return checkpoint
+        except ValueError as exc:
+            log.warning("skipping checkpoint %s, it is not whole (%s); removing it and resuming from the one before",
+                        checkpoint, exc)
+            shutil.rmtree(checkpoint)
     return None
 
 

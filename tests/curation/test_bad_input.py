@@ -70,9 +70,11 @@ def test_one_bad_clip_does_not_stop_the_others(smoke_params, smoke_scenes, tmp_p
 def test_no_curatable_clip_is_an_error(smoke_params, tmp_path):
     (tmp_path / "clips" / "empty_clip").mkdir(parents=True)
     (tmp_path / "clips" / "empty_clip" / "meta.json").write_text("{not json")
-    with pytest.raises(ValueError, match="no clip could be curated"):
+    with pytest.raises(ValueError, match="no clip could be curated") as info:
         curate(tmp_path / "clips", smoke_params.curation, tmp_path / "out", progress=False)
-    assert "not valid JSON" in (tmp_path / "out/quarantine.json").read_text()
+    # The reasons are in the error; nothing is written (an old output would stay as it was).
+    assert "empty_clip" in str(info.value) and "not valid JSON" in str(info.value)
+    assert not (tmp_path / "out").exists()
 
 
 def test_jsonl_writes_are_atomic(tmp_path):

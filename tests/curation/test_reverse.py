@@ -60,6 +60,7 @@ DIRECTION_Q = "In which direction does the red cube move, as seen from the camer
 DIRECTION_OPTS = ["to the left", "it does not move", "to the right", "away from the camera"]
 DIRECTION = make("translational", "direction", DIRECTION_Q, DIRECTION_OPTS, "A",
                  "ground-plane displacement dx = -1.50 m (right +), dz = +0.50 m (away +)")
+FP_Q = "In which direction does the pink cube move, as seen from the camera's initial position?"
 CAMERA_Q = "How does the camera move during the video?"
 CAMERA_OPTS = ["forward", "backward", "turning left", "turning right"]
 
@@ -251,8 +252,8 @@ def test_spatial_relation_is_asked_at_the_same_instant() -> None:
     ("category", "kind", "question", "options"),
     [
         ("counting", "moving", "How many objects move during the video?", ["0", "1", "2", "3"]),
-        ("false_positive", "direction", "In which direction does the pink cube move?",
-         ["there is no pink cube in the video", "to the left", "to the right", "toward the camera"]),
+        ("false_positive", "direction", FP_Q,
+         ["to the left", "there is no pink cube in the video", "to the right", "toward the camera"]),
     ],
 )
 def test_scene_questions_keep_their_answer(category, kind, question, options) -> None:
@@ -260,6 +261,16 @@ def test_scene_questions_keep_their_answer(category, kind, question, options) ->
     rev = reverse_record(record)
     check_invariants(record, rev)
     assert rev["answer_text"] == record["answer_text"]
+
+
+def test_false_positive_about_a_present_object_flips_its_direction() -> None:
+    options = ["there is no pink cube in the video", "to the left", "to the right", "toward the camera"]
+    record = make("false_positive", "direction", FP_Q, options, "B",
+                  "the pink cube is present; ground-plane displacement dx = -1.50 m (right +), dz = +0.20 m (away +)")
+    rev = reverse_record(record)
+    check_invariants(record, rev)
+    assert rev["answer_text"] == "to the right"
+    assert "as seen from the camera's position in the last frame shown" in rev["question"]
 
 
 # ---------------------------------------------------------------------------------- None, with reasons

@@ -107,9 +107,19 @@ def test_rle_round_trip_and_box():
 def test_numeric_options_are_decidable(value):
     opts = numeric_options(value, 5, np.random.default_rng(1))
     assert opts[0] == value and len(opts) == 5
-    ratios = sorted(o / value for o in opts)
-    assert 0.25 - 1e-9 <= ratios[0] and ratios[-1] <= 1.75 + 1e-9
-    assert min(np.diff(ratios)) >= 0.2 - 1e-9
+    ratios = np.sort(np.asarray(opts) / value)
+    steps = ratios[1:] / ratios[:-1]
+    assert np.allclose(steps, steps[0]) and 1.3 <= steps[0] <= 1.7  # one ratio: a ladder, rungs >= 30% apart
+
+
+def test_numeric_truth_is_not_the_option_nearest_the_mean_more_than_its_share():
+    rng = np.random.default_rng(0)
+    n, hits, trials = 4, 0, 2000
+    for _ in range(trials):
+        opts = numeric_options(float(rng.uniform(0.5, 10)), n, rng)
+        hits += int(np.argmin([abs(o - np.mean(opts)) for o in opts])) == 0
+
+    assert abs(hits / trials - 1 / n) < 0.04, hits / trials
 
 
 def test_splits_are_disjoint_and_cover_every_split():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from components.config import load_params
-from components.evaluation.ablation import TABLES, paired_difference, render_table, scores_by_id
+from components.evaluation.ablation import TABLES, clips_by_id, paired_difference, render_table, scores_by_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +38,18 @@ def test_paired_difference_on_literals():
     same = paired_difference(a, a)
     assert same["value"] == 0 and same["ci"] == [0.0, 0.0] and not same["shown"]
     assert paired_difference(a, {"x": 1.0}) is None
+
+
+def test_paired_difference_resamples_clips():
+    """Records of one clip move together: with two clips of 10 records each, the clip-level interval is as
+    wide as two draws allow, the record-level one pretends to 20 independent ones."""
+    a = {f"r{i}": 1.0 if i < 10 else 0.0 for i in range(20)}
+    b = dict.fromkeys(a, 0.0)
+    clips = {f"r{i}": f"c{i // 10}" for i in range(20)}
+    by_clip, by_record = paired_difference(a, b, clips=clips), paired_difference(a, b)
+    assert by_clip["value"] == by_record["value"] == 0.5
+    assert by_clip["ci"] == [0.0, 1.0] and by_record["ci"][1] - by_record["ci"][0] < 0.6
+    assert clips_by_id([{"id": "x", "clip_id": "c"}, {"id": "y"}]) == {"x": "c", "y": "y"}
 
 
 def test_scores_by_subset():

@@ -70,6 +70,10 @@ def test_evaluate_batches_and_rows() -> None:
         (3, True),
         (3, True),
         (1, True),
+        (3, False),  # shuffled video: the frames change, the blind flag does not
+        (3, False),
+        (3, False),
+        (1, False),
     ]
     model, blind, rand = result.metrics["model"], result.metrics["blind"], result.metrics["random"]
     assert model["overall"]["value"] == 1.0 and model["format_valid"]["value"] == 1.0
@@ -85,16 +89,20 @@ def test_evaluate_batches_and_rows() -> None:
         and first["blind"]["output"] == "<answer>A</answer>"
         and not first["blind"]["correct"]
     )
-    assert set(first) >= {"id", "category", "output", "extracted", "correct", "mra"}
+    assert set(first) >= {"id", "clip_id", "category", "output", "extracted", "correct", "mra", "shuffled"}
+    # the oracle ignores the frames, so another clip's video changes nothing
+    assert result.metrics["shuffled"]["overall"]["value"] == 1.0
 
 
 def test_evaluate_without_blind_and_bad_generators(tmp_path: Path) -> None:
     oracle = Oracle()
-    result = evaluate(_records(), oracle, batch_size=4, blind_baseline=False, progress=False)
+    result = evaluate(_records(), oracle, batch_size=4, blind_baseline=False, shuffled_baseline=False,
+                      progress=False)
     assert result.metrics["blind"] is None and all(not blind for _, blind in oracle.calls)
-    assert "blind" not in result.predictions[0]
+    assert result.metrics["shuffled"] is None and len(oracle.calls) == 3
+    assert "blind" not in result.predictions[0] and "shuffled" not in result.predictions[0]
     report = write_report(result, tmp_path, title="no blind")["report"].read_text()
-    assert "| model | 100.0 |" in report and "| blind |" not in report
+    assert "| model | 100.0 |" in report and "| blind |" not in report and "| shuffled video |" not in report
     with pytest.raises(ValueError, match="returned 1 completions for a batch of 2"):
         evaluate(_records(), lambda batch, blind: ["A"], batch_size=2, progress=False)
     with pytest.raises(TypeError, match="must return strings"):
@@ -118,23 +126,26 @@ def test_write_report(reports: dict[str, dict[str, Path]]) -> None:
     assert set(paths) == {"metrics", "predictions", "report", "chart"}
     assert all(p.is_file() for p in paths.values())
     metrics = json.loads(paths["metrics"].read_text())
-    assert metrics["title"] == "sft" and set(metrics) >= {"model", "blind", "random"}
+    assert metrics["title"] == "sft" and set(metrics) >= {"model", "blind", "shuffled", "random"}
     assert len(paths["predictions"].read_text().splitlines()) == 10
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = paths["report"].read_text()
     header = (
-        "| | Avg | Static | Dynamic | dimension (S) | spatial_relation (S) | translational (D) | rotational (D) "
+        "| | Avg | Static | Dynamic | Dyn MC macro | dimension (S) | spatial_relation (S) | translational (D) | rotational (D) "
         "| object_camera_distance (D) | ego_motion (D) | MC acc | Numeric MRA | Format valid |"
     )
     assert header in report
-    assert "| model | 100.0 | 100.0 | 100.0 |" in report
+    assert "| model | 100.0 | 100.0 | 100.0 | 100.0 |" in report
+    assert "| shuffled video | 100.0 |" in report
     assert "| blind | 20.0 |" in report and "| random | 21.0 |" in report  # (3 * 20 + 6 * 25 + 0) / 10
 
 
 def test_comparison_table(reports: dict[str, dict[str, Path]]) -> None:
     table = comparison_table({name: paths["metrics"] for name, paths in reports.items()})
-    lines = table.strip().splitlines()
-    assert lines[0].startswith("| | Avg | Static | Dynamic | dimension (S)") and "MC acc" not in lines[0]
+    lines = table.split("\n\n")[0].strip().splitlines()  # the first table
+    assert lines[0].startswith("| | Avg | Static | Dynamic | Dyn MC macro | dimension (S)") and "MC acc" not in lines[0]
     rows = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
-    assert rows == ["zero-shot", "sft", "blind (zero-shot)", "blind (sft)", "random"]
+    assert rows == ["zero-shot", "sft", "shuffled (zero-shot)", "shuffled (sft)", "blind (zero-shot)", "blind (sft)",
+                    "random"]
     assert lines[3].startswith("| sft | 100.0 |")
+    assert "95% clip-level bootstrap intervals" in table

@@ -34,12 +34,18 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     summary = pipeline(params_path=str(SMOKE), overrides=overrides, data_root=str(tmp_path / "data"),
                        reports_root=str(tmp_path / "reports"), models_root=str(tmp_path / "models"))
     assert "MLflow parent run" in summary
-    assert all(f"| {name} |" in summary for name in ("zero_shot", "sft", "p4d", "grpo", "blind (grpo)", "random"))
-    assert "| random |" in (tmp_path / "reports/comparison.md").read_text()
+    assert all(f"| {name} |" in summary for name in ("zero_shot", "sft", "p4d", "grpo", "blind (grpo)", "random",
+                                                     "shuffled (sft)", "text-only trained (sft_text_only)"))
+    comparison = (tmp_path / "reports/comparison.md").read_text()
+    assert "| random |" in comparison and "- **sft**: " in comparison  # the learning headline with its interval
     sft_metrics = json.loads((tmp_path / "reports/eval/sft/metrics.json").read_text())
-    assert sft_metrics["blind"] is not None and sft_metrics["random"] is not None
+    assert all(sft_metrics[k] is not None for k in ("blind", "shuffled", "text_only", "random", "headline"))
+    assert sft_metrics["headline"]["stronger_control"] in ("shuffled", "text_only")
+    text_only = json.loads((tmp_path / "reports/eval/sft_text_only/metrics.json").read_text())
+    assert text_only["input"] == "blank frames" and text_only["blind"] is None and text_only["shuffled"] is None
     gate = json.loads((tmp_path / "reports/quality/gate_report.json").read_text())
     assert gate["success"] is True
+    assert json.loads((tmp_path / "reports/quality/prior_report.json").read_text())["success"] is True
     assert (tmp_path / "data/curated/bench.jsonl").stat().st_size > 0
 
     client = MlflowClient(uri)
@@ -47,9 +53,10 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     parents = [r for r in runs if r.data.tags.get("mllm4d.pipeline") == "pipeline"]
     assert len(parents) == 1
     children = {r.data.tags["mllm4d.stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert set(children) == {"scenes", "curate", "validate_data", "base_model", "sft", "teacher", "teacher_targets",
-                             "p4d", "grpo", "evaluate_zero_shot", "evaluate_sft", "evaluate_p4d", "evaluate_grpo"}
-    for stage in ("sft", "p4d", "grpo"):
+    assert set(children) == {"scenes", "curate", "validate_data", "prior_gate", "base_model", "sft", "sft_text_only",
+                             "teacher", "teacher_targets", "p4d", "grpo", "evaluate_sft_text_only", "evaluate_zero_shot",
+                             "evaluate_sft", "evaluate_p4d", "evaluate_grpo"}
+    for stage in ("sft", "sft_text_only", "p4d", "grpo"):
         assert children[stage].data.metrics["gate_success"] == 1.0, stage
     assert {"p4d/ld", "p4d/depth", "p4d/flow"} <= set(children["p4d"].data.metrics)
     assert {"rewards/accuracy/mean", "rewards/format/mean", "kl"} <= set(children["grpo"].data.metrics)
@@ -62,9 +69,11 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     assert curate_run.data.metrics["records.bench"] > 0
     assert curate_run.inputs.dataset_inputs  # curated splits logged as datasets with digests
     assert children["validate_data"].data.metrics["gate_success"] == 1.0
+    assert children["prior_gate"].data.metrics["gate_success"] == 1.0
+    assert "headline" in children["evaluate_sft"].data.metrics
 
     artifact = Artifact.get("curation-summary")
-    assert artifact is not None and "Data gate" in artifact.data
+    assert artifact is not None and "Data gate" in artifact.data and "Language-prior gate" in artifact.data
 
 
 def test_failed_gate_fails_the_flow(tmp_path, tracking):

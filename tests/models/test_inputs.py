@@ -51,7 +51,8 @@ def test_conversation_shape_and_answer_formats(records, model_cfg):
     user, assistant = build_conversation(mc, model_cfg, with_target=True)
     assert [item["type"] for item in user["content"]] == ["image"] * model_cfg.num_frames + ["text"]
     prompt = user["content"][-1]["text"]
-    assert "(A) " in prompt and "(D) " in prompt and "text of the correct option" in prompt  # options still listed
+    last = "ABCDE"[len(mc["options"]) - 1]
+    assert "(A) " in prompt and f"({last}) " in prompt and "text of the correct option" in prompt  # options listed
     assert assistant["content"][0]["text"] == f"<answer>{mc['answer_text']}</answer>"
     letter = dataclasses.replace(model_cfg, answer_format="letter", visual_input="video", time_cue="prompt")
     (user,) = build_conversation(mc, letter, with_target=False)

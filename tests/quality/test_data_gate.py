@@ -18,8 +18,10 @@ from components.config import Params, QualityConfig
 from components.curation.schema import CATEGORIES, LETTERS, SPLITS
 from components.quality import GateFailed, GateReport, load_curated_table, run_data_gate
 
-CLIPS_PER_SPLIT, RECORDS_PER_CLIP, FRAMES = 3, 4, 4
+CLIPS_PER_SPLIT, RECORDS_PER_CLIP, FRAMES, FPS, FRAME_STEP = 3, 4, 4, 8.0, 2
 OPTIONS = ["moves left", "moves right", "moves closer", "moves away"]
+# The first record of each clip is a quantity asked as mc: its answer_value is its option's number.
+NUMERIC_OPTIONS = ["1.50 m", "0.75 m", "2.25 m", "3.00 m"]
 CFG = QualityConfig(required_categories=list(CATEGORIES))
 
 Records = dict[str, list[dict]]
@@ -37,9 +39,11 @@ def _cot(answer: object, object_center: bool = True) -> str:
 
 
 def set_mc_answer(record: dict, letter: str) -> None:
-    """Change an mc record's answer consistently (answer, answer_text, cot, solution)."""
+    """Change an mc record's answer consistently (answer, answer_text, answer_value, cot, solution)."""
     record["answer"], record["solution"]["answer"] = letter, letter
     record["answer_text"] = record["options"][LETTERS.index(letter)]
+    quantity = record["options"] == NUMERIC_OPTIONS
+    record["answer_value"] = float(record["answer_text"].split()[0]) if quantity else None
     record["cot"] = _cot(letter, record["solution"]["object_center"] is not None)
 
 
@@ -63,8 +67,8 @@ def make_record(
         "answer_text": "",
         "answer_value": None,
         "unit": None,
-        "frames": [2 * i for i in range(FRAMES)],
-        "timestamps": [0.25 * i for i in range(FRAMES)],
+        "frames": [FRAME_STEP * i for i in range(FRAMES)],
+        "timestamps": [FRAME_STEP * i / FPS for i in range(FRAMES)],
         "frame_paths": frame_paths,
         "regions": [
             {
@@ -87,7 +91,7 @@ def make_record(
         "provenance": {"depth_source": "stereo_sgbm", "pose_source": "stereo_vo", "agrees_with_gt": True},
     }
     if letter:
-        record["options"] = list(OPTIONS)
+        record["options"] = list(NUMERIC_OPTIONS if k == 0 else OPTIONS)
         set_mc_answer(record, letter)
     else:
         value = 1.5 + k
@@ -98,22 +102,29 @@ def make_record(
     return record
 
 
+def frame_path(root: Path, clip: str, frame: int) -> Path:
+    """Where a source frame lies, as in a real clip: ``<clip>/left/NNNNNN.png`` beside ``<clip>/meta.json``."""
+    return root / "clips" / clip / "left" / f"{frame:06d}.png"
+
+
 def write_curated(root: Path, mutate: Callable[[Records], None] | None = None) -> Path:
     """A curated directory with real 8x8 PNG frames: 3 splits x 3 clips x 4 records, letters balanced."""
     curated = root / "curated"
+    (curated / "som").mkdir(parents=True)
     records: Records = {}
     n = 0
     for split in SPLITS:
         records[split], mc_seen = [], 0
         for c in range(CLIPS_PER_SPLIT):
             clip = f"{split}_clip{c}"
-            frame_dir = curated / "frames" / clip
-            frame_dir.mkdir(parents=True)
+            frame_path(root, clip, 0).parent.mkdir(parents=True)
+            (root / "clips" / clip / "meta.json").write_text(json.dumps({"clip_id": clip, "fps": FPS}))
             paths = []
             for i in range(FRAMES):
-                Image.new("RGB", (8, 8), (i * 40, c * 60, 90)).save(frame_dir / f"{i:06d}.png")
-                paths.append(str(frame_dir / f"{i:06d}.png"))
-            som = frame_dir / "som.png"
+                path = frame_path(root, clip, FRAME_STEP * i)
+                Image.new("RGB", (8, 8), (i * 40, c * 60, 90)).save(path)
+                paths.append(str(path))
+            som = curated / "som" / f"{clip}.png"
             Image.new("RGB", (8, 8), (255, 0, 0)).save(som)
             for k in range(RECORDS_PER_CLIP):
                 letter = None
@@ -167,7 +178,66 @@ def _no_object_center(records: Records) -> None:
     r["cot"] = _cot(r["answer"], object_center=False)
 
 
+def _duplicate_option(records: Records) -> None:
+    r = _first(records, "bench", "mc", skip=1)  # text options; the answer's own option stays as it is
+    i = LETTERS.index(r["answer"])
+    r["options"][(i + 1) % len(r["options"])] = r["options"][i].upper() + "."  # alike to the extractor
+
+
+def _solution_answer_differs(records: Records) -> None:
+    r = _first(records, "rft", "mc")
+    r["solution"]["answer"] = "B" if r["answer"] != "B" else "C"
+
+
+def _times(factor: float, clip_wide: bool = False) -> Callable[[Records], None]:
+    def mutate(records: Records) -> None:
+        first = records["sft"][0]
+        for r in records["sft"] if clip_wide else [first]:
+            if r["clip_id"] == first["clip_id"]:
+                r["timestamps"] = [t * factor for t in r["timestamps"]]
+
+    return mutate
+
+
+def _answer_value_x3(answer_type: str) -> Callable[[Records], None]:
+    def mutate(records: Records) -> None:
+        r = next(r for r in records["sft"] if r["answer_type"] == answer_type and r["answer_value"] is not None)
+        r["answer_value"] *= 3
+
+    return mutate
+
+
+def _frame_not_an_image(content: Callable[[bytes], bytes]) -> Callable[[Records], None]:
+    def mutate(records: Records) -> None:
+        path = Path(records["bench"][0]["frame_paths"][1])  # shared by the clip's 4 records
+        path.write_bytes(content(path.read_bytes()))
+
+    return mutate
+
+
 CASES: dict[str, tuple[Callable[[Records], None], str, int]] = {
+    # Issue 9: corruptions the gate used to let through.
+    "unknown extra field": (lambda rs: rs["sft"][1].update(difficulty="easy"), "no_extra_fields", 1),
+    "empty question": (_set("rft", "mc", question="  "), "text_not_blank", 1),
+    "same option text twice": (_duplicate_option, "mc_options_distinct", 1),
+    "frame numbers disagree with frame paths": (
+        lambda rs: _first(rs, "sft", "mc").update(frames=[f + 1 for f in _first(rs, "sft", "mc")["frames"]]),
+        "frames_match_paths",
+        1,
+    ),
+    "timestamps x10": (_times(10.0), "timestamps_match_fps", 1),
+    "timestamps x10 in every record of a clip": (_times(10.0, clip_wide=True), "timestamps_match_fps", 4),
+    "timestamps off the frame line": (
+        _set("bench", "numeric", timestamps=[0.0, 0.25, 0.6, 0.75]),
+        "timestamps_match_fps",
+        1,
+    ),
+    "solution.answer differs from answer": (_solution_answer_differs, "solution_answer_matches", 1),
+    "answer_value x3 vs the option text": (_answer_value_x3("mc"), "answer_value_matches_text", 1),
+    "answer_value x3 vs the numeric answer_text": (_answer_value_x3("numeric"), "answer_value_matches_text", 1),
+    "frame path is not an image": (_frame_not_an_image(lambda _: b'{"not": "a png"}'), "frames_are_images", 4),
+    "truncated frame image": (_frame_not_an_image(lambda png: png[:40]), "frames_are_images", 4),
+    # Corruptions the gate already caught.
     "duplicate id": (lambda rs: rs["rft"][0].update(id=rs["sft"][0]["id"]), "id_unique", 2),
     "bad letter": (_set("sft", "mc", answer="Z"), "mc_answer_letter", 1),
     "3 options": (_drop_last_option, "mc_num_options", 1),
@@ -253,7 +323,7 @@ def test_each_failure_kind_names_its_expectation(case: str, tmp_path: Path) -> N
 
 def test_frame_file_deleted(tmp_path: Path) -> None:
     curated = write_curated(tmp_path)
-    (curated / "frames" / "rft_clip1" / "000002.png").unlink()  # shared by that clip's 4 records
+    frame_path(tmp_path, "rft_clip1", 4).unlink()  # shared by that clip's 4 records
     report = assert_gate_fails(curated, tmp_path / "report", "frames_exist", RECORDS_PER_CLIP)
     assert report.result("frames_exist").examples == [f"rft_clip1-{k}" for k in range(RECORDS_PER_CLIP)]
 
@@ -344,3 +414,65 @@ def test_smoke_curation_passes_the_gate(
     curated, _ = smoke_curated
     report = run_data_gate(curated, smoke_params.quality, tmp_path / "report", raise_on_failure=False)
     assert report.success, report.summary()
+
+
+def _passing_report(tmp_path: Path) -> tuple[Path, Path]:
+    curated, report_dir = write_curated(tmp_path), tmp_path / "report"
+    assert run_data_gate(curated, CFG, report_dir).success
+    assert json.loads((report_dir / "gate_report.json").read_text())["success"] is True
+    return curated, report_dir
+
+
+def test_a_gate_on_a_broken_file_replaces_the_previous_passing_report(tmp_path: Path) -> None:
+    curated, report_dir = _passing_report(tmp_path)
+    (curated / "rft.jsonl").write_text('{"id": \n')
+    with pytest.raises(ValueError, match=r"rft\.jsonl:1"):
+        run_data_gate(curated, CFG, report_dir)
+    saved = json.loads((report_dir / "gate_report.json").read_text())
+    assert saved["success"] is False and "rft.jsonl:1" in saved["error"]
+    assert not (report_dir / "data_docs").exists()  # the old docs explained the old verdict
+
+
+def test_a_gate_killed_mid_run_leaves_a_failing_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.quality import gate
+
+    curated, report_dir = _passing_report(tmp_path)
+
+    def killed(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gate, "_validate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_data_gate(curated, CFG, report_dir)
+    saved = json.loads((report_dir / "gate_report.json").read_text())
+    assert saved["success"] is False and "did not finish" in saved["error"]
+    assert not list(report_dir.glob(".gate_report.json.*"))  # written atomically: no temp file left
+
+
+def _label_set_answers(answers: list[str]) -> Callable[[Records], None]:
+    """Every sft mc question answered from ``answers`` in turn, options from the rotation label set."""
+    from components.curation.questions import LABEL_SETS
+
+    def mutate(records: Records) -> None:
+        labels = list(LABEL_SETS["rotational"])
+        mc = [r for r in records["sft"] if r["answer_type"] == "mc" and r["options"] != NUMERIC_OPTIONS]
+        for i, r in enumerate(mc):
+            answer = answers[i % len(answers)]
+            others = [t for t in labels if t != answer]
+            options = others[: i % 3] + [answer] + others[i % 3 :]  # the answer's letter cycles A, B, C
+            r.update(category="rotational", qid=f"{r['clip_id']}-rot{i}", options=options)
+            set_mc_answer(r, LETTERS[i % 3])
+
+    return mutate
+
+
+def test_answer_text_shortcut_fails_answer_balance(tmp_path: Path) -> None:
+    from components.curation.questions import LABEL_SETS
+
+    rotations = LABEL_SETS["rotational"]
+    # Letters can stay balanced while one text is the answer to every question: the gate checks texts.
+    curated = write_curated(tmp_path, _label_set_answers([rotations[2]]))
+    report = assert_gate_fails(curated, tmp_path / "report", "answer_balance", 3, QualityConfig())
+    assert report.result("letter_balance").success  # the letters alone would not have shown it
+    balanced = write_curated(tmp_path / "ok", _label_set_answers(list(rotations)))
+    assert run_data_gate(balanced, QualityConfig(), tmp_path / "ok_report").result("answer_balance").success

@@ -46,7 +46,7 @@ def test_balance_over_24_clips(specs24):
     assert set(cameras) == {"static", *EGO_MOTIONS}, cameras
     assert max(cameras[m] for m in EGO_MOTIONS) - min(cameras[m] for m in EGO_MOTIONS) <= 1
     kinds = Counter(o.motion for o in objects)
-    assert set(kinds) == {"static", "straight", "curved", "accelerating"}, kinds
+    assert set(kinds) == {"static", "straight", "curved", "accelerating", "decelerating"}, kinds
     moving = [o for o in objects if o.motion != "static"]
     directions = Counter(o.direction for o in moving)
     assert set(directions) == {"left", "right", "toward", "away"}

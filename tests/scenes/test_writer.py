@@ -49,7 +49,7 @@ def test_tracks_match_masks(small_clips):
         assert {o["id"] for o in tracks["objects"]} == {o.id for o in meta.objects}
         for obj in tracks["objects"]:
             assert obj["label"] == f"{obj['color']} {obj['shape']}" and len(obj["size"]) == 3
-            assert obj["motion"] in ("static", "straight", "curved", "accelerating")
+            assert obj["motion"] in ("static", "straight", "curved", "accelerating", "decelerating")
             assert obj["rotation"] in ("none", "left", "right")
             assert len(obj["center"]) == len(obj["yaw"]) == meta.num_frames
             for t, centre in enumerate(obj["center"]):

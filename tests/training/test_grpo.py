@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from components.config import GRPOConfig, ParamsError, RewardsConfig, RewardTerm
 from components.io import read_jsonl
+from components.models.factory import model_digest
 from components.rewards import REGISTRY, completion_text
 from components.training.gate import TrainingGateFailed, training_gate
 from components.training.grpo import (
@@ -93,6 +94,7 @@ def test_grpo_trains_and_logs_every_reward_term(trained, sft_model):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["steps"] == 4 and meta["reward_curve"] == result.reward_curve
     assert meta["inputs"]["records"]["sha256"] and meta["inputs"]["init_model"]["sha256"]
+    assert meta["inputs"]["init_model"]["digest"] == model_digest(sft_model) is not None  # lineage, by digest
 
 
 def test_frames_reach_the_loss(tmp_path, smoke_params, smoke_curated, sft_model, rewards_cfg):

@@ -14,20 +14,10 @@ from safetensors.torch import load_file
 from components.config import ModalityWeights
 from components.io import read_jsonl
 from components.models import apply_trainable, encode_batch, load_model
-from components.teacher import TeacherError, load_teacher, student_grid, train_teacher, write_targets
+from components.models.factory import model_digest
+from components.teacher import TeacherError, load_teacher, student_grid
 from components.training.p4d import TARGET_PREFIX, Distiller, TargetCollator, run_p4d
 from components.training.sft import RecordCollator
-
-
-@pytest.fixture(scope="module")
-def teacher_and_targets(tmp_path_factory, smoke_params, smoke_curated):
-    curated, _ = smoke_curated
-    cfg = dataclasses.replace(smoke_params.teacher, max_steps=10)
-    out = tmp_path_factory.mktemp("teacher")
-    train_teacher(cfg, smoke_params.model, curated, out / "teacher")
-    teacher = load_teacher(out / "teacher", cfg, smoke_params.model)
-    write_targets(teacher, read_jsonl(curated / "sft.jsonl"), smoke_params.model, out / "targets")
-    return cfg, out / "teacher", out / "targets"
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +43,7 @@ def test_p4d_trains_the_student_and_exports_the_base_architecture_only(trained, 
     assert len(result.depth_snapshots) == 2  # the student's depth beside the teacher's (4D-RGPT Fig. 5)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["stage"] == "p4d" and meta["steps"] == 8
+    assert meta["inputs"]["sft_model"]["digest"] == model_digest(base) is not None  # lineage, by digest
 
 
 def test_distillation_gradients_reach_the_student_not_the_teacher(smoke_params, smoke_curated, base, teacher_and_targets):

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from components.io import read_jsonl
+from components.io import check_folder_digest, read_jsonl
+from components.models.factory import DIGEST, model_digest
 from components.training.gate import TrainingGateFailed, training_gate
 from components.training.sft import run_sft, trl_args
 
@@ -42,6 +43,14 @@ def test_sft_changes_trainable_parts_only_and_loss_falls(trained, base):
     assert not any(k.startswith("visual.") and ".merger." not in k for k in changed), "frozen vision moved"
     meta = json.loads((out / "meta.json").read_text())
     assert meta["inputs"]["records"]["sha256"] and meta["steps"] == 12
+
+
+def test_lineage_records_the_model_digests(trained, base):
+    """meta.json names the exact base model it started from and the model it wrote, by their digests."""
+    result, out = trained
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["inputs"]["base_model"]["digest"] == model_digest(base) is not None
+    assert meta["model_digest"] == check_folder_digest(result.model_dir, DIGEST)
 
 
 def test_sft_resumes_from_the_last_checkpoint(trained, smoke_params, smoke_curated, base):
