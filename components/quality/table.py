@@ -361,7 +361,7 @@ def answer_balance_table(table: pd.DataFrame) -> pd.DataFrame:
         if not labels:
             continue
         questions = part[part["qid"].map(lambda q: isinstance(q, str))].drop_duplicates("qid")
-        classes = questions["answer_text"].map(lambda t: answer_class(category, t))
+        classes = questions["answer_text"].map(lambda t, c=category: answer_class(c, t))
         classes = classes[classes.isin(labels)]
         if classes.empty:
             continue  # quantity questions with number options only
