@@ -57,6 +57,8 @@ class Probe:
     """One run. Defaults = the configuration most likely to learn (the positive control)."""
 
     # data
+    data: str = "render"  # render (components.scenes) | square (diagnostic: a red 10 px square on black, 2 answers)
+    answers: str = "all"  # all (the 5 directions) | lr (only clips whose answer is left or right)
     min_objects: int = 1
     max_objects: int = 1
     hfov_deg: float = 60.0
@@ -90,6 +92,8 @@ class Probe:
     seed: int = 0
 
     def family(self) -> str:
+        if self.data == "square":
+            return "square56"
         fps = "-".join(f"{f:g}" for f in self.fps_choices)
         tex = "" if self.texture_gain == 0.5 else f"_tex{self.texture_gain:g}"
         return f"o{self.min_objects}-{self.max_objects}_h{self.hfov_deg:g}_n{self.clip_frames}_fps{fps}{tex}"
@@ -101,6 +105,17 @@ PIPELINE = dict(min_objects=2, max_objects=4, prompt="mix", vision="frozen", tim
                 schedule="cosine", warmup=0.05)
 RUNS: dict[str, dict] = {
     # the positive control first: 1 object, static camera, many clips, vision trainable, no time cue
+    # diagnostics on a trivial synthetic clip (a red square on black); the pipeline's prompt without the options
+    "square": dict(data="square", train_clips=2000, options=0, steps=400),
+    "square_video": dict(data="square", train_clips=2000, options=0, visual_input="video", steps=400),
+    "square_m4_frozen": dict(data="square", train_clips=2000, options=0, visual_input="video", merge=4, vision="frozen",
+                             projector="frozen", steps=600),
+    "square_m4_vision": dict(data="square", train_clips=2000, options=0, visual_input="video", merge=4, projector="frozen",
+                             steps=600),
+    "square_m4_slowvision": dict(data="square", train_clips=2000, options=0, visual_input="video", merge=4, projector="frozen",
+                                 visual_lr_mult=0.1, steps=600),
+    "square_m2_frozen": dict(data="square", train_clips=2000, options=0, visual_input="video", vision="frozen",
+                             projector="frozen", steps=600),
     "positive": {},
     # a diagnostic, not a pipeline setting: flat shading and a narrow view (objects 1.7x larger, no texture)
     "easy": dict(texture_gain=0.0, hfov_deg=35.0),
@@ -151,6 +166,35 @@ def labels_of(spec) -> list[dict]:
     return out
 
 
+def square_pool(split: str, n: int, folder: Path) -> list[dict]:
+    """Diagnostic clips: a red 10 px square on black, 56 px, 4 frames, moving 6 px a frame left or right
+    from a random start (its start column alone also tells the answer: no comparison of frames needed)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(11 + (EVAL_SEED_OFFSET if split == "eval" else 0))
+    clips = []
+    for i in range(n):
+        answer = DIRECTIONS[i % 2]
+        sign = 1 if answer == "to the right" else -1
+        x0, y = int(rng.integers(8, 28) if sign > 0 else rng.integers(28, 48)), int(rng.integers(10, 46))
+        paths = []
+        for k in range(4):
+            path = folder / f"c{i:05d}_{k}.png"
+            if not path.exists():
+                image = np.zeros((56, 56, 3), np.uint8)
+                x = x0 + sign * 6 * k
+                image[y - 5 : y + 5, x - 5 : x + 5] = (220, 30, 30)
+                Image.fromarray(image).save(path)
+            paths.append(str(path))
+        clips.append({"clip": f"{split}{i:05d}", "frames": [0, 1, 2, 3], "timestamps": [0.0, 0.5, 1.0, 1.5],
+                      "frame_paths": paths, "som": None,
+                      "objects": [{"object_id": 1, "label": "red cube", "answer": answer, "clear": True,
+                                   "token": None, "kind": "straight", "sampled_direction": answer}]})
+    return clips
+
+
 def render_pool(p: Probe, split: str, n: int, root: Path, log) -> list[dict]:
     """The first ``n`` clips of the family's pool for ``split`` (train / eval): rendered once, cached as PNG."""
     import cv2
@@ -164,6 +208,8 @@ def render_pool(p: Probe, split: str, n: int, root: Path, log) -> list[dict]:
     from components.scenes import sample_scene
 
     folder = root / "pool" / p.family() / split
+    if p.data == "square":
+        return square_pool(split, n, folder)
     index = folder / "index.jsonl"
     clips = [json.loads(line) for line in index.open()] if index.exists() else []
     if len(clips) >= n:
@@ -243,7 +289,7 @@ class TrainSampler:
         self.by_answer: dict[str, list] = defaultdict(list)
         for clip in clips:
             for obj in clip["objects"]:
-                if obj["clear"]:
+                if obj["clear"] and allowed(p, obj["answer"]):
                     self.by_answer[obj["answer"]].append((clip, obj))
         self.answers = sorted(self.by_answer)
         self.fixed = None
@@ -272,17 +318,23 @@ def eval_records(p: Probe, clips: list[dict], n: int, seed: int) -> list[dict]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    quota, counts, out = n // len(DIRECTIONS), Counter(), []
+    classes = [a for a in DIRECTIONS if allowed(p, a)] if p.data == "render" else list(DIRECTIONS[:2])
+    quota, counts, out = n // len(classes), Counter(), []
     for clip in clips:
-        objs = [o for o in clip["objects"] if o["clear"] and counts[o["answer"]] < quota]
+        objs = [o for o in clip["objects"] if o["clear"] and allowed(p, o["answer"]) and counts[o["answer"]] < quota]
         if not objs:
             continue
         obj = min(objs, key=lambda o: (counts[o["answer"]], rng.random()))
         counts[obj["answer"]] += 1
         out.append(make_record(clip, obj, variant_for(p, rng), rng, p.options))
-        if len(out) >= quota * len(DIRECTIONS):
+        if len(out) >= quota * len(classes):
             break
+    rng.shuffle(out)  # so that the first records (the curve's subset) are balanced too
     return out
+
+
+def allowed(p: Probe, answer: str) -> bool:
+    return p.answers == "all" or answer in ("to the left", "to the right")
 
 
 def shuffled(records: list[dict], seed: int) -> list[dict]:
@@ -480,7 +532,7 @@ def run_probe(name: str, p: Probe, args, log) -> dict:
     preds = score_options(model, processor, cfg, ev)
     preds_shuf = score_options(model, processor, cfg, ev_shuf)
     per_class = {a: accuracy([r for r in ev if r["answer_text"] == a], [q for r, q in zip(ev, preds) if r["answer_text"] == a])
-                 for a in DIRECTIONS}
+                 for a in DIRECTIONS if any(r["answer_text"] == a for r in ev)}
     tr_own = accuracy(tr_seen, score_options(model, processor, cfg, tr_seen))
     tr_ctl = accuracy(tr_shuf, score_options(model, processor, cfg, tr_shuf))
     stats1 = visual_stats(model, processor, cfg, ev[:32])
