@@ -23,7 +23,12 @@ Training samples are drawn class-balanced (each of the 5 answers equally often) 
 question per clip, class-balanced; the answer is the option with the highest sequence log-likelihood of
 ``<answer>option</answer><|im_end|>``; the control gives each record another held-out clip's frames
 (shuffled video). Chance is 25% (4 options). Each run appends to ``benchmarks/results/learning_probe.json``
-(keyed by run name) and rewrites ``learning_probe.md``.
+(keyed by run name) and rewrites ``learning_probe.md`` (with ``learning_probe_notes.md``, the findings, appended).
+
+Diagnostics beyond the pipeline's settings: ``data=square`` (a red square on black, 2 answers), ``answers=lr``,
+``texture_gain``, ``options=0``, ``prompt_style=short``, ``target=word``, ``rope_theta`` (patched in this
+process only) and ``visual_lr_mult`` (a learning rate for vision + projector: SFT has one learning rate today).
+One run takes 2-4 minutes on one core (render the pools once: ~75 s for 5000 + 1500 clips).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, loadavg, rounded  # noqa: E402  (sets sys.path and quiet HF defaults)
+from _common import RESULTS, loadavg, rounded
 
 OUT_JSON = RESULTS / "learning_probe.json"
 DIRECTIONS = ("to the left", "to the right", "toward the camera", "away from the camera", "it does not move")
@@ -100,45 +105,39 @@ class Probe:
 
 
 BASE = Probe()
+SQUARE = {"data": "square", "train_clips": 2000, "options": 0}
+M4 = {"visual_input": "video", "merge": 4}  # the whole 56 px frame (pair) in one visual token
+SLOW = {**M4, "projector": "frozen", "visual_lr_mult": 0.1}  # the recipe that learns: vision at lr x 0.1
 # The pipeline's default input path (params.yaml model.*; scenes 2-4 objects; records by name and by region).
-PIPELINE = dict(min_objects=2, max_objects=4, prompt="mix", vision="frozen", time_cue="tpe", train_clips=600,
-                schedule="cosine", warmup=0.05)
+PIPELINE = {"min_objects": 2, "max_objects": 4, "prompt": "mix", "vision": "frozen", "time_cue": "tpe",
+            "train_clips": 600, "schedule": "cosine", "warmup": 0.05}
 RUNS: dict[str, dict] = {
-    # the positive control first: 1 object, static camera, many clips, vision trainable, no time cue
-    # diagnostics on a trivial synthetic clip (a red square on black); the pipeline's prompt without the options
-    "square": dict(data="square", train_clips=2000, options=0, steps=400),
-    "square_video": dict(data="square", train_clips=2000, options=0, visual_input="video", steps=400),
-    "square_m4_frozen": dict(data="square", train_clips=2000, options=0, visual_input="video", merge=4, vision="frozen",
-                             projector="frozen", steps=600),
-    "square_m4_vision": dict(data="square", train_clips=2000, options=0, visual_input="video", merge=4, projector="frozen",
-                             steps=600),
-    "square_m4_slowvision": dict(data="square", train_clips=2000, options=0, visual_input="video", merge=4, projector="frozen",
-                                 visual_lr_mult=0.1, steps=600),
-    "square_m2_frozen": dict(data="square", train_clips=2000, options=0, visual_input="video", vision="frozen",
-                             projector="frozen", steps=600),
+    # 1. rendered clips (1 object, static camera): the positive control as briefed, and changes toward the recipe
     "positive": {},
-    # a diagnostic, not a pipeline setting: flat shading and a narrow view (objects 1.7x larger, no texture)
-    "easy": dict(texture_gain=0.0, hfov_deg=35.0),
-    "positive_video": dict(visual_input="video"),
-    # what the diagnosis points to: the whole frame in one visual token, nothing in the visual path trains
-    "m4_frozen_video": dict(visual_input="video", merge=4, vision="frozen", projector="frozen", steps=600),
-    "easiest": dict(texture_gain=0.0, hfov_deg=35.0, visual_input="video", merge=4, projector="frozen",
-                    visual_lr_mult=0.1, prompt_style="short", target="word", steps=600),
-    "m4_slowvision_video": dict(visual_input="video", merge=4, projector="frozen", visual_lr_mult=0.1, steps=600),
-    # one change at a time from the positive control toward the pipeline
-    "vision_frozen": dict(vision="frozen"),
-    "tpe": dict(time_cue="tpe"),
-    "frame112": dict(frame_size=112),
-    "objects2-4": dict(min_objects=2, max_objects=4),
-    "hfov35": dict(hfov_deg=35.0),
-    "region_mix": dict(prompt="mix"),
-    "clips600": dict(train_clips=600),
-    "records650": dict(train_clips=600, epochs_of=650),
-    "lr3e-4": dict(lr=3e-4),
-    "cosine": dict(schedule="cosine", warmup=0.05),
-    # the pipeline's default path, and from it toward the positive control
+    "positive_video": {"visual_input": "video"},
+    "lr3e-4": {"lr": 3e-4},
+    "easy": {"texture_gain": 0.0, "hfov_deg": 35.0},  # a diagnostic: flat shading, objects 1.7x larger
+    "m4_frozen_video": {**M4, "vision": "frozen", "projector": "frozen", "steps": 600},
+    "m4_slowvision_video": {**SLOW, "steps": 600},
+    "easiest": {**SLOW, "texture_gain": 0.0, "hfov_deg": 35.0, "prompt_style": "short", "target": "word", "steps": 600},
+    # 2. a trivial synthetic clip (red square on black, left/right): what silences and what the LLM can see
+    "square": {**SQUARE, "steps": 400},
+    "square_m2_frozen": {**SQUARE, "visual_input": "video", "vision": "frozen", "projector": "frozen", "steps": 600},
+    "square_m4_vision": {**SQUARE, **M4, "projector": "frozen", "steps": 600},
+    "square_m4_frozen": {**SQUARE, **M4, "vision": "frozen", "projector": "frozen", "steps": 600},
+    "square_m4_slowvision": {**SQUARE, **SLOW, "steps": 600},
+    # 3. the recipe back on rendered clips: left/right, then with the options listed, then all five answers
+    "lr_m4_slowvision": {**SLOW, "answers": "lr", "options": 0, "steps": 600},
+    "lr_m4_slowvision_options": {**SLOW, "answers": "lr", "steps": 600},
+    "all5_m4_slowvision": {**SLOW, "options": 0, "steps": 800},
+    # 4. next rungs (not run yet): toward the pipeline from the recipe, one change at a time
+    "lr_m4_frozen": {**M4, "answers": "lr", "options": 0, "vision": "frozen", "projector": "frozen", "steps": 600},
+    "lr_recipe_objects2-4": {**SLOW, "answers": "lr", "min_objects": 2, "max_objects": 4, "steps": 600},
+    "lr_recipe_region_mix": {**SLOW, "answers": "lr", "prompt": "mix", "steps": 600},
+    "lr_recipe_clips600": {**SLOW, "answers": "lr", "train_clips": 600, "steps": 600},
+    "lr_recipe_records650": {**SLOW, "answers": "lr", "train_clips": 600, "epochs_of": 650, "steps": 600},
+    "lr_recipe_cosine": {**SLOW, "answers": "lr", "schedule": "cosine", "warmup": 0.05, "steps": 600},
     "pipeline": PIPELINE,
-    "pipeline_video": {**PIPELINE, "visual_input": "video", "time_cue": "none"},
 }
 
 
@@ -500,7 +499,7 @@ def run_probe(name: str, p: Probe, args, log) -> dict:
         return 1.0
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    log(f"[{name}] {p}\n  train: {sampler.distinct_clips()} distinct clips ({dict((a, len(v)) for a, v in sampler.by_answer.items())}), "
+    log(f"[{name}] {p}\n  train: {sampler.distinct_clips()} distinct clips ({ {a: len(v) for a, v in sampler.by_answer.items()} }), "
         f"eval {len(ev)} records ({dict(Counter(r['answer_text'] for r in ev))}), render/load {render_s:.0f} s")
     stats0 = visual_stats(model, processor, cfg, ev[:32])
     curve, losses, seen = [], [], 0
@@ -565,32 +564,52 @@ def run_probe(name: str, p: Probe, args, log) -> dict:
 # --------------------------------------------------------------------------------------------- report
 
 
+def chance(config: dict) -> float:
+    """Accuracy of a guesser that knows the answer prior and reads the listed options but not the frames."""
+    k = 2 if config.get("answers") == "lr" or config.get("data") == "square" else 5
+    if not config.get("options", 4):
+        return 1 / k
+    # the answer plus 3 of the other 4 directions, j of which are other possible answers (hypergeometric)
+    return sum(math.comb(k - 1, j) * math.comb(5 - k, 3 - j) / math.comb(4, 3) / (j + 1) for j in range(min(k, 4)))
+
+
 def write_markdown(results: dict, path: Path) -> None:
+    order = [n for n in RUNS if n in results] + [n for n in results if n not in RUNS]
     lines = [
-        "# Learning probe: what the tiny model needs to learn motion direction",
+        "# Learning probe: what the tiny model needs to learn motion direction from frames",
         "",
-        "`benchmarks/learning_probe.py`: plain AdamW loop, the project's renderer, `build_base_model`, `encode_batch`;",
-        "1 question per held-out clip, class-balanced over the 5 answers, 4 options (chance 25%); "
-        "control = another held-out clip's frames. Defaults (the positive control): "
-        + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(BASE).items()),
+        "`benchmarks/learning_probe.py` (`--list` for the runs, `--help`): a plain AdamW loop (loss on the answer tokens, "
+        "grad-norm 1.0, batch 32) around the project's renderer, `build_base_model`, `load_model`, `apply_trainable` and "
+        "`encode_batch`. Fresh class-balanced samples every step from the first `train_clips` clips of a pool; held-out "
+        "clips of another scene seed, one question each, class-balanced; the answer = the option with the highest "
+        "log-likelihood; control = another held-out clip's frames (shuffled video). Chance = a guesser that knows the "
+        "answer prior and the listed options. Positive control defaults: "
+        + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(BASE).items()) + ".",
         "",
-        "| run | changed from the positive control | held-out | shuffled | gain (95% CI) | train-clip own / shuffled | steps | samples | distinct train clips | train s | vis/text norm after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | changed from the defaults | held-out % | shuffled % | chance % | gain (95% CI) | train-clip own / shuffled | steps | samples | distinct train clips | train s | visual norm after (text 0.23) | visual across-clip spread before -> after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in results.items():
+    for name in order:
+        r = results[name]
         changed = ", ".join(f"{k}={v}" for k, v in r["changed"].items()) or "-"
         lo, hi = r["gain_ci95"]
-        va = r["visual_after"]
+        vb, va = r["visual_before"], r["visual_after"]
         clips = r["distinct_train_clips"] if not r.get("distinct_train_records") else \
             f"{r['distinct_train_clips']} ({r['distinct_train_records']} records)"
         lines.append(f"| {name} | {changed} | {100 * r['held_out_acc']:.1f} | {100 * r['shuffled_acc']:.1f} | "
-                     f"{r['gain_points']:+.1f} [{lo:+.1f}, {hi:+.1f}] | {100 * r['train_records_acc']:.0f} / "
-                     f"{100 * r['train_records_shuffled']:.0f} | {r['steps']} | {r['samples_seen']} | {clips} | "
-                     f"{r['train_s']:.0f} | {va['visual_norm']:.2f} / {va['text_norm']:.2f} |")
-    lines += ["", "Learning curves (step: held-out / shuffled on the first records of the eval set):", ""]
-    for name, r in results.items():
+                     f"{100 * chance(r['config']):.1f} | {r['gain_points']:+.1f} [{lo:+.1f}, {hi:+.1f}] | "
+                     f"{100 * r['train_records_acc']:.0f} / {100 * r['train_records_shuffled']:.0f} | {r['steps']} | "
+                     f"{r['samples_seen']} | {clips} | {r['train_s']:.0f} | {va['visual_norm']:.2f} | "
+                     f"{vb['across_clips']:.3f} -> {va['across_clips']:.3f} |")
+    lines += ["", ("Learning curves (step: held-out / shuffled %, on the first 100 eval records; runs before the eval "
+              "set was shuffled have unbalanced curve subsets, their final numbers use all records):"), ""]
+    for name in order:
+        r = results[name]
         pts = "; ".join(f"{c['step']}: {100 * c['acc']:.0f}/{100 * c['shuffled']:.0f}" for c in r["curve"])
         lines.append(f"- {name}: {pts}")
+    notes = Path(__file__).with_name("learning_probe_notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     path.write_text("\n".join(lines) + "\n")
 
 
