@@ -314,11 +314,22 @@ class TrainableConfig:
     vision: Literal["frozen", "full", "lora"] = "frozen"
     projector: Literal["frozen", "full"] = "full"
     llm: Literal["frozen", "full", "lora"] = "full"
+    # Each part's learning rate is the stage's learning_rate times its scale (one optimizer, a param group per
+    # part). A random-init vision tower trained at the LLM's rate collapses its tokens onto one vector within
+    # ~50 steps, before the LLM reads them (benchmarks/learning_probe_notes.md); 0.1 keeps them apart.
+    vision_lr_scale: float = 1.0
+    projector_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.vision, self.projector, self.llm) == ("frozen", "frozen", "frozen"):
             raise ParamsError("model.trainable: every part is frozen, so nothing would train; "
                               "set llm (or projector / vision) to full or lora")
+        for key in ("vision_lr_scale", "projector_lr_scale"):
+            if not 0.0 < getattr(self, key) <= 100.0:
+                raise ParamsError(f"model.trainable.{key} must be in (0, 100], got {getattr(self, key)}")
+
+    def lr_scales(self) -> dict[str, float]:
+        return {"vision": self.vision_lr_scale, "projector": self.projector_lr_scale, "llm": 1.0}
 
 
 @dataclass(frozen=True)

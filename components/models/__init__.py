@@ -22,7 +22,7 @@ from components.models.inputs import (
     tokenizer_corpus,
 )
 from components.models.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS, train_tokenizer
-from components.models.trainable import apply_trainable, parameter_counts, part_of
+from components.models.trainable import apply_trainable, parameter_counts, part_of, scale_part_learning_rates
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -32,6 +32,7 @@ __all__ = [
     "ModelNotAvailableError",
     "answer_for",
     "apply_trainable",
+    "scale_part_learning_rates",
     "assistant_labels",
     "build_base_model",
     "build_conversation",

@@ -84,3 +84,29 @@ def apply_trainable(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module
     if counts["all"]["trainable"] == 0:
         raise ValueError("apply_trainable left no trainable parameter; check model.trainable")
     return model
+
+
+def scale_part_learning_rates(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                              scales: dict[str, float]) -> torch.optim.Optimizer:
+    """Split each param group of a fresh ``optimizer`` by part, the group's lr times that part's scale.
+
+    Done before the first step and before the scheduler is built, so schedulers (which scale every group's
+    initial lr) keep the ratio and the optimizer state (empty) loses nothing. A no-op when every scale is 1.
+    """
+    if all(scales.get(part, 1.0) == 1.0 for part in PARTS):
+        return optimizer
+    if any(optimizer.state.values()):
+        raise RuntimeError("scale_part_learning_rates needs a fresh optimizer (it already has state)")
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        by_part: dict[str, list] = {}
+        for p in group["params"]:
+            by_part.setdefault(part_of(names.get(id(p), "")), []).append(p)
+        groups += [{**group, "params": params, "lr": group["lr"] * scales.get(part, 1.0)}
+                   for part, params in by_part.items()]
+    optimizer.param_groups.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
+    log.info("learning rate per part: %s", ", ".join(f"{p} x{scales.get(p, 1.0):g}" for p in PARTS))
+    return optimizer

@@ -22,9 +22,9 @@ Departures, and why: the embedded default runs a tiny random-init Qwen2.5-VL on 
 are plain ``transformers`` sampling (vLLM needs CUDA; ``grpo.use_vllm`` falls back with a warning), G
 and the batch are small, and completions are short (``max_completion_length``): the point at this scale
 is that the loop, the rewards and the lineage are the production ones, not that a 0.2 M-parameter model
-learns 4D reasoning from a few GRPO steps. Not wired yet: Video-R1's temporal contrast and the
-reverse-consistency reward (``rewards.temporal_contrast``, ``rewards.consistency_weight``) need rollouts
-TRL does not make (shuffled-frame groups; forward and reverse groups in one batch), so they are refused.
+learns 4D reasoning from a few GRPO steps. Video-R1's temporal contrast and the reverse-consistency reward
+(``rewards.temporal_contrast``, ``rewards.consistency_weight``) are reward functions that sample from the
+policy themselves (``grpo_rollouts``).
 
 A term that cannot score a record returns None: TRL leaves it out of that term's mean and counts it as 0
 in the weighted total; the counts are logged (``rewards/<term>/unscorable``) and returned.
@@ -55,7 +55,8 @@ from components.models.factory import DIGEST, model_digest, save_model
 from components.models.tpe import install_tpe
 from components.rewards import check_terms, completion_text, get_reward
 from components.training.gate import loss_curve
-from components.training.sft import ExactResume, device_args, fit, read_records
+from components.training.grpo_rollouts import rollout_rewards
+from components.training.sft import ExactResume, PartLearningRates, device_args, fit, read_records
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,18 @@ class CompletionBook(TrainerCallback):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+class BookedReward:
+    """A rollout reward (``grpo_rollouts``) whose values go to the book like a term's."""
+
+    def __init__(self, fn, book: CompletionBook) -> None:
+        self.fn, self.book, self.__name__ = fn, book, fn.__name__
+
+    def __call__(self, completions: list, record: list[str], **trl_kwargs) -> list[float | None]:
+        values = self.fn(completions, record, **trl_kwargs)
+        self.book.add(self.__name__, completions, [json.loads(r) for r in record], values)
+        return values
+
+
 class TermReward:
     """One ``rewards.terms`` entry as a TRL reward function. TRL passes each dataset column as a list;
     the registry's functions read record fields (``solution``, ``answer_type``, ``options`` ...), so the
@@ -194,10 +207,6 @@ def check_inputs(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelCo
         raise ValueError("GRPO needs model.visual_input: images; TRL's GRPOTrainer generates from a video but "
                          "drops the video tensors from the loss forward, so the vision path would never train "
                          "(STACK.md)")
-    if rewards_cfg.temporal_contrast or rewards_cfg.consistency_weight > 0:
-        raise NotImplementedError("rewards.temporal_contrast and rewards.consistency_weight need rollouts GRPO does "
-                                  "not make here yet (shuffled-frame groups; forward/reverse pairs in one batch); "
-                                  "set temporal_contrast: false and consistency_weight: 0")
     reward_terms(rewards_cfg)
 
 
@@ -258,8 +267,8 @@ def lora_config(cfg: GRPOConfig, model_cfg: ModelConfig) -> ModelConfig:
     return replace(model_cfg, trainable=trainable)
 
 
-class ResumableGRPOTrainer(ExactResume, GRPOTrainer):
-    """TRL's GRPOTrainer, resuming exactly."""
+class ResumableGRPOTrainer(ExactResume, PartLearningRates, GRPOTrainer):
+    """TRL's GRPOTrainer, resuming exactly, a learning rate per part."""
 
 
 def grpo_trainer(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelConfig, records: list[dict],
@@ -274,15 +283,22 @@ def grpo_trainer(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelCo
     # tokens for M-RoPE): the processor must pad on the left too, or image positions shift by the padding.
     processor.tokenizer.padding_side = "left"
     terms = reward_terms(rewards_cfg)
-    book = CompletionBook(Path(out) / "completions", terms, cfg.sample_completions)
+    rollouts = rollout_rewards(rewards_cfg, model_cfg, num_generations=cfg.num_generations,
+                               max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, seed=cfg.seed)
+    weights = {**terms, **{name: weight for name, (_, weight) in rollouts.items()}}
+    book = CompletionBook(Path(out) / "completions", weights, cfg.sample_completions)
     trainer = ResumableGRPOTrainer(
         model=model,
-        reward_funcs=[TermReward(name, rewards_cfg, book) for name in terms],
-        args=trl_args(cfg, model_cfg, list(terms.values()), Path(out), report_to=report_to, progress=progress),
+        reward_funcs=[TermReward(name, rewards_cfg, book) for name in terms]
+        + [BookedReward(fn, book) for fn, _ in rollouts.values()],
+        args=trl_args(cfg, model_cfg, list(weights.values()), Path(out), report_to=report_to, progress=progress),
         train_dataset=prompt_dataset(records, model_cfg),
         processing_class=processor,
         callbacks=[book],
+        lr_scales=model_cfg.trainable.lr_scales(),
     )
+    for fn, _ in rollouts.values():
+        fn.attach(trainer)
     if model_cfg.time_cue == "tpe" and trainer.ref_model is not None:
         # TRL loads the reference policy itself, from the checkpoint path and without load_model's hooks; it
         # gets the same frames (a timestamp column in pixel_values), so it needs the same TPE hooks.

@@ -50,6 +50,7 @@ from components.training.callbacks import ThroughputCallback
 from components.training.gate import loss_curve
 from components.training.sft import (
     ExactResume,
+    PartLearningRates,
     RecordCollator,
     TrainResult,
     fit,
@@ -166,7 +167,7 @@ class Distiller(nn.Module):
         return means
 
 
-class P4DTrainer(ExactResume, SFTTrainer):
+class P4DTrainer(ExactResume, PartLearningRates, SFTTrainer):
     """TRL's SFTTrainer with P4D's distillation term added to its loss (public ``compute_loss`` + ``super()``),
     resuming exactly (``D_4DP`` is part of the checkpointed model, so it resumes too)."""
 
@@ -270,6 +271,7 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
         data_collator=TargetCollator(RecordCollator(processor, model_cfg), targets, model_cfg, modalities),
         processing_class=processor, distiller=distiller,
         callbacks=[ThroughputCallback(cfg.train.batch_size * cfg.train.grad_accum), p4d_log],
+        lr_scales=model_cfg.trainable.lr_scales(),
     )
     teacher.to(trainer.args.device)
     inputs = {"records": file_digest(data), "sft_model": sft_digest,

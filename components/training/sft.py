@@ -39,7 +39,7 @@ from components.io import (
     read_jsonl,
     write_json,
 )
-from components.models import apply_trainable, load_model
+from components.models import apply_trainable, load_model, scale_part_learning_rates
 from components.models.factory import DIGEST, load_checkpoint_weights, model_digest, save_model
 from components.models.inputs import encode_batch
 from components.tracking.callback import use_filtered_mlflow_callback
@@ -104,8 +104,22 @@ class ExactResume:
         log.info("restored %d weight tensors from %s", n, folder)
 
 
-class ResumableSFTTrainer(ExactResume, SFTTrainer):
-    """TRL's SFTTrainer, resuming exactly."""
+class PartLearningRates:
+    """Trainer mixin: one learning rate per part (vision tower, projector, LLM), ``model.trainable``'s scales
+    times the stage's ``learning_rate``. Transformers' Trainer has one rate for all; TRL takes an optimizer,
+    but building it here keeps its class, decay groups and DeepSpeed handling the Trainer's."""
+
+    def __init__(self, *args, lr_scales: dict[str, float] | None = None, **kwargs) -> None:
+        self.lr_scales = dict(lr_scales or {})
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        return scale_part_learning_rates(optimizer, self.model if model is None else model, self.lr_scales)
+
+
+class ResumableSFTTrainer(ExactResume, PartLearningRates, SFTTrainer):
+    """TRL's SFTTrainer, resuming exactly, a learning rate per part."""
 
 
 def device_args(model_cfg: ModelConfig) -> dict:
@@ -155,6 +169,7 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
         model=model, args=trl_args(cfg, model_cfg, Path(out), report_to=report_to, progress=progress),
         train_dataset=records_dataset(records), data_collator=RecordCollator(processor, model_cfg),
         processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum)],
+        lr_scales=model_cfg.trainable.lr_scales(),
     )
     base_digest = model_digest(base_model)
     inputs = {"records": file_digest(data), "base_model": _meta_digest(Path(base_model)), "base_digest": base_digest,

@@ -209,8 +209,6 @@ def test_bad_config_fails_before_compute(tmp_path, smoke_params, smoke_curated, 
         run_grpo(grpo, rewards, replace(model, visual_input="video", time_cue="none"), curated, sft_model, tmp_path)
     with pytest.raises(ValueError, match="unknown reward 'nope'; valid rewards: .*accuracy"):
         run_grpo(grpo, replace(rewards, terms=[RewardTerm("nope", 1.0)]), model, curated, sft_model, tmp_path)
-    with pytest.raises(NotImplementedError, match="temporal_contrast"):
-        run_grpo(grpo, replace(rewards, temporal_contrast=True), model, curated, sft_model, tmp_path)
     with pytest.raises(FileNotFoundError, match="rft records not found"):
         run_grpo(grpo, rewards, model, tmp_path / "nowhere", sft_model, tmp_path)
     with pytest.raises(FileNotFoundError, match="missing"):
@@ -239,3 +237,56 @@ def test_gate_judges_the_reward_curve(tmp_path, trained, smoke_params, smoke_cur
         training_gate(result.losses, result.model_dir, gate, smoke_params.model, bench, tmp_path / "g3.json",
                       rewards=[0.2, float("nan")])
     assert json.loads((tmp_path / "g3.json").read_text())["checks"]["reward_held"]["last"] is None
+
+
+def test_temporal_contrast_and_consistency_are_rewards_with_their_own_rollouts(tmp_path, smoke_params, smoke_curated,
+                                                                                 sft_model):
+    """Both rollout terms train, are logged like the others, and score what they should: the bonus only where
+    the ordered group is correct, consistency only for records that have a reverse question."""
+    curated, _ = smoke_curated
+    rewards = replace(smoke_params.rewards, temporal_contrast=True, consistency_weight=0.2)
+    result = run_grpo(_grpo(smoke_params, max_steps=2, save_steps=10), rewards, smoke_params.model, curated,
+                      sft_model, tmp_path, progress=False)
+    assert result.steps == 2
+    for name in ("temporal_bonus", "consistency"):
+        assert f"rewards/{name}/mean" in result.metrics, (name, sorted(result.metrics))
+    rows = [json.loads(line) for f in sorted((tmp_path / "completions").glob("*.jsonl")) for line in f.open()]
+    assert rows and all({"temporal_bonus", "consistency"} <= set(r["rewards"]) for r in rows)
+    assert {r["rewards"]["temporal_bonus"] for r in rows} <= {0.0, rewards.temporal_bonus}
+
+
+def test_shuffled_frames_reorders_only_the_frames_the_model_sees(smoke_params, smoke_curated):
+    import numpy as np
+
+    from components.models.inputs import frame_indices
+    from components.training.grpo_rollouts import shuffled_frames
+
+    curated, _ = smoke_curated
+    record = read_jsonl(curated / "rft.jsonl")[0]
+    picked = frame_indices(len(record["frame_paths"]), smoke_params.model.num_frames)
+    out = shuffled_frames(record, smoke_params.model, np.random.default_rng(0))
+    seen = [out["frame_paths"][i] for i in picked]
+    assert seen != [record["frame_paths"][i] for i in picked]
+    assert sorted(seen) == sorted(record["frame_paths"][i] for i in picked)
+    assert out["timestamps"] == record["timestamps"] and out["question"] == record["question"]
+
+
+def test_consistency_reward_pairs_each_completion_with_the_reverse_answer(smoke_curated):
+    """A policy that answers each reverse question with its label: a forward completion with the forward
+    label agrees (1), one with another option does not (0); a record without a reverse question gets None."""
+    from components.curation.reverse import reverse_record
+    from components.training.grpo_rollouts import ConsistencyReward
+
+    curated, _ = smoke_curated
+    records = read_jsonl(curated / "rft.jsonl") + read_jsonl(curated / "sft.jsonl")
+    forward = next(r for r in records if r["answer_type"] == "mc" and reverse_record(r) is not None)
+    no_reverse = next(r for r in records if reverse_record(r) is None)
+
+    class LabelPolicy(ConsistencyReward):
+        def generate(self, records, *, sample):
+            return [f"<answer>{r['answer_text']}</answer>" for r in records]
+
+    other = next(o for o in forward["options"] if o != forward["answer_text"])
+    completions = [f"<answer>{forward['answer_text']}</answer>", f"<answer>{other}</answer>", "<answer>x</answer>"]
+    rows = [json.dumps(forward)] * 2 + [json.dumps(no_reverse)]
+    assert LabelPolicy(None, 16, 1.0)(completions, rows) == [1.0, 0.0, None]

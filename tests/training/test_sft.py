@@ -110,3 +110,30 @@ def test_checkpoints_of_other_inputs_are_not_resumed(trained, smoke_params, smok
     run_sft(cfg, smoke_params.model, curated, base, out, progress=False)  # another learning rate
     meta = json.loads((out / "meta.json").read_text())
     assert meta["resumed_from"] is None and meta["steps"] == 2
+
+
+def _median_step(before: dict, after: dict, prefix: str, exclude: str = "\0") -> float:
+    steps = [(after[k] - before[k]).abs().flatten() for k in before
+             if k.startswith(prefix) and exclude not in k and before[k].is_floating_point()]
+    return torch.cat(steps).median().item()
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.1])
+def test_each_part_trains_at_its_own_learning_rate(tmp_path, smoke_params, smoke_curated, base, scale):
+    """One AdamW step moves each weight by about its group's lr (the update is g / |g|): the vision tower's
+    median move is ``vision_lr_scale`` times the LLM's."""
+    curated, _ = smoke_curated
+    trainable = replace(smoke_params.model.trainable, vision="full", vision_lr_scale=scale)
+    model_cfg = replace(smoke_params.model, trainable=trainable)
+    cfg = replace(smoke_params.sft, max_steps=1, batch_size=4, warmup_ratio=0.0, lr_scheduler="constant")
+    result = run_sft(cfg, model_cfg, curated, base, tmp_path / "sft", progress=False)
+    before, after = _weights(base), _weights(result.model_dir)
+    ratio = _median_step(before, after, "visual.", exclude=".merger.") / _median_step(before, after, "model.layers.")
+    assert scale * 0.5 < ratio < scale * 2, ratio
+
+
+def test_part_scales_are_checked():
+    from components.config import ParamsError, TrainableConfig
+
+    with pytest.raises(ParamsError, match="vision_lr_scale"):
+        TrainableConfig(vision_lr_scale=0.0)
