@@ -2,10 +2,14 @@
 and beside SFT the text-only-trained control (the same SFT on blank frames) -> gate.
 
 Each task is a stage function the CLI and ``dvc repro`` call too; a failed gate raises and fails the flow.
+The text-only control trains beside SFT in a process of its own (the ``sft-text-only`` command): the two
+SFTs are the chain's longest steps, and in one process they would share the GIL and torch's RNG.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from prefect import flow, task
@@ -27,8 +31,17 @@ def sft_task(params: Params, curated: Path, base: Path, out: Path, root: Path) -
 
 
 @task(cache_policy=NO_CACHE)
-def sft_text_only_task(params: Params, curated: Path, base: Path, out: Path, root: Path) -> Path:
-    return stages.sft_text_only(params, curated, base, out, root=root).model_dir
+def sft_text_only_task(params_path: str, overrides: list[str] | None, curated: Path, base: Path, out: Path) -> Path:
+    """``mllm4d sft-text-only`` in a child process (its MLflow run nests under the parent's, whose id the child
+    inherits in ``MLLM4D_PARENT_RUN_ID``); a failure there (gate included) fails this task."""
+    sets = [arg for o in overrides or [] for arg in ("-S", o)]
+    cmd = [sys.executable, "-m", "components.cli", "--quiet", "--params", str(params_path), *sets, "sft-text-only",
+           "--curated", str(curated), "--base", str(base), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the text-only control failed (exit {done.returncode}): {' '.join(cmd)}\n"
+                           f"{done.stderr[-4000:]}")
+    return Path(out) / "model"
 
 
 @task(cache_policy=NO_CACHE)
@@ -59,8 +72,9 @@ def training(params_path: str = "params.yaml", overrides: list[str] | None = Non
     params, root = params_from(params_path, overrides)
     curated, models = Path(data_root) / "curated", Path(models_root)
     base = base_model_task(params, curated, models / "base", root)
+    text_only = sft_text_only_task.submit(params_path, overrides, curated, base, models / "sft_text_only")
     sft = sft_task(params, curated, base, models / "sft", root)
-    sft_text_only = sft_text_only_task(params, curated, base, models / "sft_text_only", root)
+    sft_text_only = text_only.result()
     teacher = teacher_task(params, curated, models / "teacher", root)
     targets = teacher_targets_task(params, curated, teacher, Path(data_root) / "teacher_targets", root)
     p4d = p4d_task(params, curated, sft, teacher, targets, models / "p4d", root)

@@ -158,8 +158,9 @@ def trl_args(cfg: SFTConfig, model_cfg: ModelConfig, out: Path, *, report_to: st
 
 
 def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: Path, out: Path, *,
-            report_to: str = "none", progress: bool = True) -> TrainResult:
-    """Fine-tune ``base_model`` on ``curated/sft.jsonl``; resumes from the last checkpoint in ``out``."""
+            report_to: str = "none", progress: bool = True, callbacks: tuple = ()) -> TrainResult:
+    """Fine-tune ``base_model`` on ``curated/sft.jsonl``; resumes from the last checkpoint in ``out``.
+    ``callbacks``: more ``TrainerCallback``s (the learning benchmark keeps each checkpoint for its curve)."""
     set_seed(cfg.seed)
     data = Path(curated) / "sft.jsonl"
     records = read_records(data, split="sft")
@@ -168,7 +169,7 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     trainer = ResumableSFTTrainer(
         model=model, args=trl_args(cfg, model_cfg, Path(out), report_to=report_to, progress=progress),
         train_dataset=records_dataset(records), data_collator=RecordCollator(processor, model_cfg),
-        processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum)],
+        processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum), *callbacks],
         lr_scales=model_cfg.trainable.lr_scales(),
     )
     base_digest = model_digest(base_model)

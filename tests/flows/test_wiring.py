@@ -67,5 +67,5 @@ def test_the_flows_call_the_same_stages():
     import flows.training
 
     assert flows.curation.prior_gate_task.fn.__code__.co_names.count("prior_gate") == 1
-    assert "sft_text_only" in flows.training.sft_text_only_task.fn.__code__.co_names
+    assert "sft-text-only" in flows.training.sft_text_only_task.fn.__code__.co_consts  # the CLI's stage, in a child
     assert flows.evaluation.TEXT_ONLY == "sft_text_only"
