@@ -99,7 +99,8 @@ def run_rung(name: str, overrides: list[str], args, log) -> dict:
         timings.update(prepared["timings_s"])
     curated, base = data / "curated", data / "base"
     start = time.perf_counter()
-    shutil.rmtree(rung / "curve", ignore_errors=True)
+    for old in ("curve", "sft", "sft_text_only", "eval"):  # a fresh run: a resumed one would miss curve points
+        shutil.rmtree(rung / old, ignore_errors=True)
     trained = run_sft(params.sft, params.model, curated, base, rung / "sft", progress=False,
                       callbacks=(KeepCheckpoints(rung / "curve"),))
     timings["sft_s"] = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""Reward parsing is linear in the completion's length: 1 MB of adversarial text scores in under a second.
+"""Reward parsing is linear in the completion's length: 1 MB of adversarial text scores in seconds, not minutes.
 
 A lazy regex (``<thinking>(.*?)</thinking>``) rescans to the end of the text from every unclosed opening
 tag: 1 MB of repeated ``<thinking>`` took minutes. The block scanners that replace it must also find
@@ -54,6 +54,11 @@ ANSWER_FLOODS = {
 }
 
 
+# A quadratic scan of 1 MB takes minutes; the linear scanners take 0.1-0.3 s alone and up to 1.7 s measured with
+# three other jobs on this 2-core machine. The bound separates the two by far, not the machine's load.
+LIMIT_S = 10.0
+
+
 def _seconds(fn, text: str) -> float:
     fn([text[:1000]], cfg=CFG, **COLUMNS)  # warm up (imports, regex compilation)
     start = time.perf_counter()
@@ -63,15 +68,15 @@ def _seconds(fn, text: str) -> float:
 
 @pytest.mark.parametrize("case", list(FLOODS) + list(ANSWER_FLOODS))
 @pytest.mark.parametrize("term", [format_reward, camera_reward, object_reward], ids=lambda f: f.__name__)
-def test_format_and_center_terms_take_under_a_second_on_1_mb(term, case: str) -> None:
+def test_format_and_center_terms_are_linear_on_1_mb(term, case: str) -> None:
     text = FLOODS.get(case) or ANSWER_FLOODS[case]
-    assert _seconds(term, text) < 1.0
+    assert _seconds(term, text) < LIMIT_S
 
 
 @pytest.mark.parametrize("case", list(FLOODS))
 @pytest.mark.parametrize("term", [accuracy_reward, format_valid_reward], ids=lambda f: f.__name__)
-def test_answer_terms_take_under_a_second_on_1_mb(term, case: str) -> None:
-    assert _seconds(term, FLOODS[case]) < 1.0
+def test_answer_terms_are_linear_on_1_mb(term, case: str) -> None:
+    assert _seconds(term, FLOODS[case]) < LIMIT_S
 
 
 @pytest.mark.parametrize("case", list(ANSWER_FLOODS))
@@ -88,7 +93,7 @@ def test_answer_terms_on_1_mb_of_answer_tags(term: str, case: str) -> None:
                               timeout=30, check=True)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{term} on 1 MB of {case!r} did not finish within 30 s")
-    assert float(done.stdout.strip().splitlines()[-1]) < 1.0
+    assert float(done.stdout.strip().splitlines()[-1]) < LIMIT_S
 
 
 _TOKENS = ["<thinking>", "</thinking>", "<answer>", "</answer>", "Camera Center:", " [", "]", "1, 2, 3", "\n", "x"]
