@@ -229,8 +229,9 @@ def _resumable(checkpoints: Path, inputs: dict) -> str | None:
         log.info("resuming from %s", last)
         return str(last)
     if checkpoints.is_dir():
-        log.warning("discarding checkpoints in %s: they come from other inputs or config, or none is whole",
-                    checkpoints)
+        if any(p.name != stamp.name for p in checkpoints.iterdir()):  # the Trainer makes the folder empty at start
+            log.warning("discarding checkpoints in %s: they come from other inputs or config, or none is whole",
+                        checkpoints)
         shutil.rmtree(checkpoints)
     write_json(stamp, inputs)
     return None
