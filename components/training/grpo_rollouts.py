@@ -21,7 +21,6 @@ consistency reward (its reverse questions are data); this term rewards agreement
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import torch
@@ -33,14 +32,12 @@ from components.rewards import get_reward
 from components.rewards.consistency import consistency_reward
 from components.rewards.temporal import temporal_bonus
 
-log = logging.getLogger(__name__)
-
 
 def shuffled_frames(record: dict, cfg: ModelConfig, rng: np.random.Generator) -> dict:
     """A copy of ``record`` whose frames the model sees (``frame_indices``) come in another order; timestamps,
-    question and answer unchanged. With one sampled frame there is no order to shuffle: the record itself."""
+    question and answer unchanged. With one distinct sampled frame there is no order to shuffle: the record itself."""
     picked = frame_indices(len(record["frame_paths"]), cfg.num_frames)
-    if len(picked) < 2:
+    if len(set(picked)) < 2:
         return record
     order = list(picked)
     while order == list(picked):
