@@ -142,7 +142,8 @@ def prepared_counts(curated: Path) -> dict[str, int]:
 
 
 def markdown(results: dict) -> str:
-    lines = ["# The learning ladder (`benchmarks/learning_ladder.py`)", "",
+    lines = [f"# The learning ladder (`benchmarks/learning_ladder.py`, params `{results.get('params', 'params.yaml')}`)",
+             "",
              ("Dynamic multiple-choice macro (%) on the bench: SFT against the shuffled-video control (another bench "
              "clip's frames) and, where run, the text-only-trained control; headline = SFT minus the stronger "
              "control, paired clip-level 95% interval."), "",
@@ -188,6 +189,7 @@ def main() -> None:
         # read just before writing: rungs may run in parallel processes, each adding its own entry
         results = json.loads(out.read_text()) if out.is_file() else {"rungs": {}}
         results["rungs"][name] = result
+        results["params"] = str(Path(args.params).resolve().relative_to(ROOT))
         results["rungs"] = {k: results["rungs"][k] for k in RUNGS if k in results["rungs"]}  # ladder order
         results["machine"] = machine()
         out.parent.mkdir(parents=True, exist_ok=True)
