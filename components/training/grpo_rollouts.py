@@ -23,11 +23,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
 from components.config import ModelConfig, RewardsConfig
 from components.curation.reverse import reverse_record
-from components.models.inputs import encode_batch, frame_indices
+from components.models.generation import generate_texts
+from components.models.inputs import frame_indices
 from components.rewards import get_reward
 from components.rewards.consistency import consistency_reward
 from components.rewards.temporal import temporal_bonus
@@ -58,26 +58,17 @@ class _PolicyRollouts:
     def attach(self, trainer) -> None:
         self.trainer = trainer
 
-    @torch.no_grad()
     def generate(self, records: list[dict], *, sample: bool) -> list[str]:
         if self.trainer is None:
             raise RuntimeError(f"{type(self).__name__} was not attached to its trainer (call attach(trainer))")
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        processor = self.trainer.processing_class
-        tokenizer = processor.tokenizer
-        inputs = encode_batch(records, processor, self.model_cfg, with_target=False)
-        device = next(model.parameters()).device
-        inputs = {k: v.to(device) for k, v in inputs.items()}
         was_training = model.training
         model.eval()
-        try:
-            out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=sample,
-                                 temperature=self.temperature if sample else None, top_p=None, top_k=None,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        try:  # the processor pads on the left already (grpo_trainer sets it for TRL)
+            return generate_texts(model, self.trainer.processing_class, self.model_cfg, records,
+                                  max_new_tokens=self.max_new_tokens, temperature=self.temperature if sample else None)
         finally:
             model.train(was_training)
-        return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def _groups(record: list[str]) -> dict[str, list[int]]:
@@ -119,9 +110,8 @@ class ConsistencyReward(_PolicyRollouts):
 
     def __call__(self, completions: list, record: list[str], **_trl_kwargs) -> list[float | None]:
         out: list[float | None] = [None] * len(completions)
-        groups = {text: positions for text, positions in _groups(record).items()}
-        pairs = [(json.loads(text), positions) for text, positions in groups.items()]
-        pairs = [(rec, reverse_record(rec), positions) for rec, positions in pairs]
+        pairs = [(rec, reverse_record(rec), positions)
+                 for rec, positions in ((json.loads(text), positions) for text, positions in _groups(record).items())]
         pairs = [p for p in pairs if p[1] is not None]
         if not pairs:
             return out
