@@ -43,9 +43,9 @@ def peak_rss_mb() -> float:
 def prepare(params, work: Path, *, log=print) -> dict:
     """Render + curate ``params``' clips into ``work`` and build the base model; returns paths and timings."""
     from components.curation.run import curate
+    from components.curation.schema import read_records
     from components.models import build_base_model, tokenizer_corpus
     from components.scenes import render_scenes
-    from components.training.sft import read_records
 
     work = Path(work)
     timings = {}

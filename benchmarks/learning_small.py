@@ -124,7 +124,7 @@ def numeric_error(predictions: list[dict], bench: dict[str, dict]) -> dict:
 
 def text_baselines(sft: list[dict], bench: list[dict]) -> dict:
     """Scores of answering from the sft split's text statistics alone, per category (mc and numeric)."""
-    from components.evaluation.metrics import mean_relative_accuracy
+    from components.evaluation.answers import mean_relative_accuracy
 
     answers = defaultdict(Counter)
     numeric = defaultdict(list)
@@ -329,14 +329,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from components.config import load_params
     from components.curation.run import curate
-    from components.curation.schema import DYNAMIC_CATEGORIES
+    from components.curation.schema import DYNAMIC_CATEGORIES, read_records
     from components.evaluation.checkpoint import evaluate_checkpoint
-    from components.evaluation.harness import EvalResult
-    from components.evaluation.report import comparison_table
+    from components.evaluation.report import EvalResult, comparison_table
     from components.io import read_jsonl
     from components.models import build_base_model, tokenizer_corpus
     from components.scenes import render_scenes
-    from components.training.sft import TrainResult, read_records, run_sft
+    from components.training.sft import TrainResult, run_sft
 
     overrides = [f"scenes.num_clips={args.clips}"] if args.clips else []
     overrides += [f"sft.max_steps={args.steps}"] if args.steps else []

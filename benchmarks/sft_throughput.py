@@ -39,8 +39,9 @@ def worker(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from components.config import load_params
+    from components.curation.schema import read_records
     from components.training.callbacks import ThroughputCallback
-    from components.training.sft import read_records, run_sft
+    from components.training.sft import run_sft
 
     # ThroughputCallback adds samples_per_s / tokens_per_s to the ``logs`` dict that the later callbacks (printer,
     # MLflow) see, but Trainer.log has already copied that dict into state.log_history: trainer_state.json never

@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from components.config import ParamsError, load_params
+from components.config import Params, ParamsError, load_params
 from components.env import apply_quiet_defaults
 
 # Prefect logs every task run at INFO; the console keeps warnings (the UI keeps everything).
@@ -111,6 +112,125 @@ def _name_path(arg: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _trained(stage: str, result, out: Path) -> str:
+    losses = result.losses
+    return (f"{stage}: {result.steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, model {result.model_dir}, "
+            f"gate report {out / 'gate.json'}")
+
+
+# One handler per subcommand: (params, args, keyword arguments every stage takes) -> the line to print.
+# Each calls one function of ``components.stages`` (``tests/test_dvc_deps.py`` reads which one, to check
+# that the ``dvc.yaml`` stage running the command declares that function's code and params).
+Handler = Callable[[Params, argparse.Namespace, dict], str]
+
+
+def _scenes(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    clips = stages().scenes(params, args.out, metrics_file=args.metrics, **kw)
+    return f"rendered {len(clips)} clips into {args.out}"
+
+
+def _curate(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    stats = stages().curate(params, args.clips, args.out, metrics_file=args.metrics, **kw)
+    return (f"curated {sum(stats['records'].values())} records {stats['records']} into {args.out} "
+            f"({stats['n_quarantined']} clips quarantined: {args.out / 'quarantine.json'})")
+
+
+def _validate(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return stages().validate(params, args.curated, args.report, root=kw["root"]).summary()
+
+
+def _prior_gate(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return stages().prior_gate(params, args.curated, args.report, root=kw["root"]).summary()
+
+
+def _base_model(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return f"base model: {stages().base_model(params, args.curated, args.out, root=kw['root'])}"
+
+
+def _sft(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return _trained("sft", stages().sft(params, args.curated, args.base, args.out, **kw), args.out)
+
+
+def _sft_text_only(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return _trained("sft_text_only", stages().sft_text_only(params, args.curated, args.base, args.out, **kw), args.out)
+
+
+def _teacher(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return f"teacher: {stages().teacher(params, args.curated, args.out, metrics_file=args.metrics, **kw)}"
+
+
+def _teacher_targets(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    stats = stages().teacher_targets(params, args.curated, args.teacher, args.out, root=kw["root"])
+    return f"teacher targets: {stats} in {args.out}"
+
+
+def _p4d(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    result = stages().p4d(params, args.curated, args.sft, args.teacher, args.targets, args.out, **kw)
+    return _trained("p4d", result, args.out)
+
+
+def _grpo(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    init = args.init or stages().grpo_init(params, Path("models"))
+    result = stages().grpo(params, args.curated, init, args.out, **kw)
+    curve = result.reward_curve or [float("nan")]
+    return (f"grpo: {result.steps} steps from {init}, mean reward {curve[0]:.3f} -> {curve[-1]:.3f}, "
+            f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
+
+
+def _evaluate(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    from components.evaluation.controls import headline_text
+
+    out = args.out or Path("reports/eval") / args.name
+    eval_params = stages().text_only_params(params) if args.blank_frames else params
+    metrics = stages().evaluate(eval_params, args.curated, args.model, out, name=args.name, register=args.register,
+                                text_only=args.text_only, **kw)
+    line = f"{args.name}: accuracy {metrics['model']['overall']['value']:.3f} -> {out / 'report.md'}"
+    return line + (f"\n{args.name}: {headline_text(metrics['headline'])}" if metrics.get("headline") else "")
+
+
+def _compare(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    from components.evaluation.report import comparison_table
+    from components.io import write_text
+
+    table = comparison_table(dict(_name_path(m) for m in args.metrics))
+    write_text(args.out, table + "\n")
+    return table
+
+
+def _experiments(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return _run_flow("experiments", tables=args.tables, params_path=str(args.params),
+                     overrides=list(args.overrides), work_root=str(args.work), reports_root=str(args.reports))
+
+
+def _pipeline(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return _run_flow("pipeline", params_path=str(args.params), overrides=list(args.overrides),
+                     data_root=str(args.data), reports_root=str(args.reports), models_root=str(args.models))
+
+
+HANDLERS: dict[str, Handler] = {
+    "scenes": _scenes, "curate": _curate, "validate": _validate, "prior-gate": _prior_gate,
+    "base-model": _base_model, "sft": _sft, "sft-text-only": _sft_text_only, "teacher": _teacher,
+    "teacher-targets": _teacher_targets, "p4d": _p4d, "grpo": _grpo, "evaluate": _evaluate, "compare": _compare,
+    "experiments": _experiments, "pipeline": _pipeline,
+}
+
+
+def stages():
+    """``components.stages``, imported on first use: ``--help`` and ``compare`` need neither MLflow nor torch."""
+    from components import stages as module
+
+    return module
+
+
+def _run_flow(name: str, **kwargs) -> str:
+    """The one place ``components`` reaches the orchestrator, lazily: only these two commands need Prefect
+    (``tests/test_architecture.py`` allows this import and no other)."""
+    from flows.experiments import experiments
+    from flows.pipeline import pipeline
+
+    return {"experiments": experiments, "pipeline": pipeline}[name](**kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -122,94 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"mllm4d: {exc}", file=sys.stderr)
         return 2
-    root, progress = Path.cwd(), not args.quiet
-
-    # Imports per command: the heavy stacks (Prefect, GX) load only when a command needs them.
-    from components import stages
+    # Imported here, not at the top: the heavy stacks (MLflow, GX, torch) load only when a command needs them.
     from components.quality import GateFailed
     from components.quality.prior import PriorGateFailed
     from components.tracking.runs import Terminated
     from components.training.gate import TrainingGateFailed
 
     try:
-        if args.command == "scenes":
-            clips = stages.scenes(params, args.out, root=root, metrics_file=args.metrics, progress=progress)
-            print(f"rendered {len(clips)} clips into {args.out}")
-        elif args.command == "curate":
-            stats = stages.curate(params, args.clips, args.out, root=root, metrics_file=args.metrics,
-                                  progress=progress)
-            print(f"curated {sum(stats['records'].values())} records {stats['records']} into {args.out} "
-                  f"({stats['n_quarantined']} clips quarantined: {args.out / 'quarantine.json'})")
-        elif args.command == "validate":
-            report = stages.validate(params, args.curated, args.report, root=root)
-            print(report.summary())
-        elif args.command == "prior-gate":
-            report = stages.prior_gate(params, args.curated, args.report, root=root)
-            print(report.summary())
-        elif args.command == "base-model":
-            path = stages.base_model(params, args.curated, args.out, root=root)
-            print(f"base model: {path}")
-        elif args.command == "sft":
-            result = stages.sft(params, args.curated, args.base, args.out, root=root, progress=progress)
-            print(f"sft: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
-                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
-        elif args.command == "sft-text-only":
-            result = stages.sft_text_only(params, args.curated, args.base, args.out, root=root, progress=progress)
-            print(f"sft_text_only: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
-                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
-        elif args.command == "teacher":
-            path = stages.teacher(params, args.curated, args.out, root=root, metrics_file=args.metrics,
-                                  progress=progress)
-            print(f"teacher: {path}")
-        elif args.command == "teacher-targets":
-            stats = stages.teacher_targets(params, args.curated, args.teacher, args.out, root=root)
-            print(f"teacher targets: {stats} in {args.out}")
-        elif args.command == "p4d":
-            result = stages.p4d(params, args.curated, args.sft, args.teacher, args.targets, args.out, root=root,
-                                progress=progress)
-            print(f"p4d: {result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
-                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
-        elif args.command == "grpo":
-            init = args.init or Path("models") / params.grpo.init / "model"
-            result = stages.grpo(params, args.curated, init, args.out, root=root, progress=progress)
-            curve = result.reward_curve
-            print(f"grpo: {result.steps} steps from {init}, mean reward "
-                  f"{curve[0] if curve else float('nan'):.3f} -> {curve[-1] if curve else float('nan'):.3f}, "
-                  f"model {result.model_dir}, gate report {args.out / 'gate.json'}")
-        elif args.command == "evaluate":
-            out = args.out or Path("reports/eval") / args.name
-            eval_params = stages.text_only_params(params) if args.blank_frames else params
-            metrics = stages.evaluate(eval_params, args.curated, args.model, out, name=args.name, root=root,
-                                      register=args.register, progress=progress, text_only=args.text_only)
-            print(f"{args.name}: accuracy {metrics['model']['overall']['value']:.3f} -> {out / 'report.md'}")
-            if metrics.get("headline"):
-                from components.evaluation.controls import headline_text
-
-                print(f"{args.name}: {headline_text(metrics['headline'])}")
-        elif args.command == "compare":
-            from components.evaluation.report import comparison_table
-            from components.io import write_text
-
-            files = dict(_name_path(m) for m in args.metrics)
-            table = comparison_table(files)
-            write_text(args.out, table + "\n")
-            print(table)
-        elif args.command == "experiments":
-            from flows.experiments import experiments
-
-            print(experiments(tables=args.tables, params_path=str(args.params), overrides=list(args.overrides),
-                              work_root=str(args.work), reports_root=str(args.reports)))
-        elif args.command == "pipeline":
-            from flows.pipeline import pipeline
-
-            summary = pipeline(params_path=str(args.params), overrides=list(args.overrides),
-                               data_root=str(args.data), reports_root=str(args.reports),
-                               models_root=str(args.models))
-            print(summary)
-    except (GateFailed, PriorGateFailed, TrainingGateFailed) as exc:
-        print(f"mllm4d: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as exc:
+        print(HANDLERS[args.command](params, args, {"root": Path.cwd(), "progress": not args.quiet}))
+    except (GateFailed, PriorGateFailed, TrainingGateFailed, ValueError, FileNotFoundError) as exc:
         print(f"mllm4d: {exc}", file=sys.stderr)
         return 1
     except Terminated as exc:  # SIGTERM: the open MLflow runs were ended KILLED on the way out

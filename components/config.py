@@ -349,7 +349,7 @@ class ModelConfig:
     # "images": one image per frame (both TRL trainers pass them to the loss); "video": one video input.
     visual_input: Literal["images", "video"] = "images"
     # "text": answer with the option's text. A random-init model cannot bind letters to shuffled
-    # options in a CPU budget (STACK.md), so the tiny presets answer with the text; checkpoints: "letter".
+    # options in a CPU budget (docs/stack.md), so the tiny presets answer with the text; checkpoints: "letter".
     answer_format: Literal["letter", "text"] = "text"
     with_cot: bool = False  # assistant target: the ST-CoT (True) or only <answer>...</answer>
     # "full": MLLM-4D's ST-CoT as curated; "state": only its Spatial State (camera and object centers at the

@@ -2,7 +2,9 @@
 
 This is the thin layer between the plain components and the orchestrators: the CLI (and so
 ``dvc repro``) and the Prefect flows both call these functions, so the two can never disagree about what
-a stage does. Only this layer (through ``components.tracking``) talks to MLflow.
+a stage does. Only this layer (through ``components.tracking``) talks to MLflow. Each stage imports its
+components inside its function, so the code a stage runs is its function's import closure, which
+``tests/test_dvc_deps.py`` checks against the stage's ``deps`` in ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -10,24 +12,25 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from components.config import Params, TrainingGateConfig, flatten
-from components.curation.clip import ClipResult
-from components.curation.run import curate_clips, finalize
-from components.curation.schema import SPLITS
+from components.config import Params, ScenesConfig, TrainingGateConfig, flatten
 from components.io import write_json
-from components.quality import GateFailed, GateReport, run_data_gate
-from components.scenes import render_scenes
-from components.sources.clip import frame_name, list_clips, read_rgb
 from components.tracking import RunHandle, stage_run
-from components.training.gate import TrainingGateFailed, training_gate
+
+if TYPE_CHECKING:
+    from components.curation.clip import ClipResult
+    from components.quality import GateReport
 
 log = logging.getLogger(__name__)
 
 
 def log_scenes(run: RunHandle, params: Params, clips: list[Path], seconds: float) -> dict:
+    from components.sources.clip import frame_name, read_rgb
+
     frames = len(clips) * params.scenes.num_frames
     metrics = {"clips": len(clips), "stereo_frames": frames, "render_s": seconds,
                "render_frames_per_s": frames / seconds if seconds else 0.0}
@@ -37,11 +40,17 @@ def log_scenes(run: RunHandle, params: Params, clips: list[Path], seconds: float
     return metrics
 
 
-def scenes(params: Params, out: Path, *, root: Path, metrics_file: Path | None = None, progress: bool = True) -> list[Path]:
-    """Render the synthetic stereo clips into ``out``."""
+def scenes(params: Params, out: Path, *, root: Path, metrics_file: Path | None = None, progress: bool = True,
+           render: Callable[[ScenesConfig, Path], list[Path]] | None = None) -> list[Path]:
+    """Render the synthetic stereo clips into ``out``; ``render`` lets a flow fan the clips out as tasks."""
+    from components.scenes import render_scenes
+
     with stage_run("scenes", params.tracking, root, params={"scenes": asdict(params.scenes)}) as run:
         start = time.perf_counter()
-        clips = render_scenes(params.scenes, out, workers=params.curation.workers, progress=progress)
+        if render is None:
+            clips = render_scenes(params.scenes, out, workers=params.curation.workers, progress=progress)
+        else:
+            clips = render(params.scenes, out)
         metrics = log_scenes(run, params, clips, time.perf_counter() - start)
     if metrics_file:
         write_json(metrics_file, metrics)
@@ -56,6 +65,8 @@ def curation_metrics(stats: dict) -> dict[str, float]:
 
 
 def log_curation(run: RunHandle, params: Params, clips_root: Path, out: Path, stats: dict) -> None:
+    from components.curation.schema import SPLITS
+
     run.log_metrics(curation_metrics(stats))
     run.set_tags({"mllm4d.clips_root": str(clips_root)})
     for split in SPLITS:
@@ -69,6 +80,9 @@ def log_curation(run: RunHandle, params: Params, clips_root: Path, out: Path, st
 def curate(params: Params, clips_root: Path, out: Path, *, root: Path, metrics_file: Path | None = None,
            progress: bool = True, results: list[ClipResult] | None = None) -> dict:
     """Curate ``clips_root`` into ``out``; ``results`` lets a flow pass clips it already mapped as tasks."""
+    from components.curation.run import curate_clips, finalize
+    from components.sources.clip import list_clips
+
     with stage_run("curate", params.tracking, root, params={"curation": asdict(params.curation)}) as run:
         start = time.perf_counter()
         if results is None:
@@ -85,6 +99,8 @@ def curate(params: Params, clips_root: Path, out: Path, *, root: Path, metrics_f
 
 def validate(params: Params, curated: Path, report_dir: Path, *, root: Path) -> GateReport:
     """The data gate: a Great Expectations suite on the curated table; raises ``GateFailed`` on failure."""
+    from components.quality import GateFailed, run_data_gate
+
     with stage_run("validate_data", params.tracking, root, params={"quality": asdict(params.quality)}) as run:
         report = run_data_gate(curated, params.quality, report_dir, raise_on_failure=False)
         run.log_metrics({"gate_success": float(report.success), "gate_failed_expectations": float(len(report.failed)),
@@ -120,8 +136,8 @@ def prior_gate(params: Params, curated: Path, report_dir: Path, *, root: Path):
 
 def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
     """Build the tiny model (tokenizer trained on the curated text) or validate a checkpoint source."""
+    from components.curation.schema import read_records
     from components.models import build_base_model, tokenizer_corpus
-    from components.training.sft import read_records
 
     with stage_run("base_model", params.tracking, root, params={"model": asdict(params.model)}) as run:
         texts = tokenizer_corpus(read_records(Path(curated) / "sft.jsonl", split="sft"), params.model)
@@ -163,7 +179,8 @@ def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], mod
          reward_tolerance: float = 0.05) -> dict:
     """The training gate after a training stage: report logged, ``TrainingGateFailed`` when it fails.
     ``rewards`` (GRPO) replaces "the loss fell" by "the mean reward held"."""
-    from components.training.sft import read_records
+    from components.curation.schema import read_records
+    from components.training.gate import TrainingGateFailed, training_gate
 
     bench = read_records(Path(curated) / "bench.jsonl", split="bench")
     report = training_gate(losses, model_dir, gate_cfg, params.model, bench, out / "gate.json", raise_on_failure=False,
@@ -230,8 +247,8 @@ def teacher(params: Params, curated: Path, out: Path, *, root: Path, metrics_fil
 
 def teacher_targets(params: Params, curated: Path, teacher_dir: Path, out: Path, *, root: Path) -> dict:
     """Run the frozen teacher once over the training records' frames; cache ``F_4D`` and ``P_m`` on disk."""
+    from components.curation.schema import read_records
     from components.teacher import load_teacher, write_targets
-    from components.training.sft import read_records
 
     with stage_run("teacher_targets", params.tracking, root, params={"teacher": asdict(params.teacher)}) as run:
         model = load_teacher(teacher_dir, params.teacher, params.model)
@@ -267,6 +284,12 @@ def p4d(params: Params, curated: Path, sft_model: Path, teacher_dir: Path, targe
         run.log_artifact(Path(out) / "meta.json", "p4d")
         gate(run, params, curated, result.losses, result.model_dir, params.p4d.train.gate, Path(out), "p4d")
     return result
+
+
+def grpo_init(params: Params, models: Path) -> Path:
+    """GRPO's starting model folder under ``models`` (``grpo.init``: ``p4d`` or ``sft``); ``dvc.yaml`` spells the
+    same path as ``models/${grpo.init}/model`` (``tests/flows/test_wiring.py`` checks that they agree)."""
+    return Path(models) / params.grpo.init / "model"
 
 
 def grpo(params: Params, curated: Path, init_model: Path, out: Path, *, root: Path, progress: bool = True):

@@ -6,8 +6,6 @@ curating fan out over clips with ``.map``; only I/O errors are retried; a failed
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -21,7 +19,6 @@ from components.config import CurationConfig, Params, ScenesConfig
 from components.curation.clip import ClipResult, curate_clip
 from components.scenes import render_clip
 from components.sources.clip import list_clips
-from components.tracking import stage_run
 from flows.common import params_from, retry_on_io
 
 
@@ -52,13 +49,9 @@ def prior_gate_task(params: Params, curated: Path, report_dir: Path, root: Path)
     return stages.prior_gate(params, curated, report_dir, root=root)
 
 
-def run_scenes(params: Params, out: Path, root: Path) -> list[Path]:
-    with stage_run("scenes", params.tracking, root, params={"scenes": asdict(params.scenes)}) as run:
-        start = time.perf_counter()
-        futures = render_one.map(unmapped(params.scenes), range(params.scenes.num_clips), unmapped(out))
-        clips = [Path(p) for p in gather(futures, "render")]
-        stages.log_scenes(run, params, clips, time.perf_counter() - start)
-    return clips
+def render_as_tasks(cfg: ScenesConfig, out: Path) -> list[Path]:
+    """``stages.scenes``'s renderer in a flow: one task per clip."""
+    return [Path(p) for p in gather(render_one.map(unmapped(cfg), range(cfg.num_clips), unmapped(out)), "render")]
 
 
 def run_curation(params: Params, clips_root: Path, out: Path, root: Path) -> dict:
@@ -89,7 +82,7 @@ def curation(params_path: str = "params.yaml", overrides: list[str] | None = Non
     """Render (embedded default), curate and validate; returns the curation stats."""
     params, root = params_from(params_path, overrides)
     data, reports = Path(data_root), Path(reports_root)
-    run_scenes(params, data / "scenes", root)
+    stages.scenes(params, data / "scenes", root=root, render=render_as_tasks)
     stats = run_curation(params, data / "scenes", data / "curated", root)
     report = validate_task(params, data / "curated", reports / "quality", root)
     prior = prior_gate_task(params, data / "curated", reports / "quality", root)

@@ -78,6 +78,6 @@ def training(params_path: str = "params.yaml", overrides: list[str] | None = Non
     teacher = teacher_task(params, curated, models / "teacher", root)
     targets = teacher_targets_task(params, curated, teacher, Path(data_root) / "teacher_targets", root)
     p4d = p4d_task(params, curated, sft, teacher, targets, models / "p4d", root)
-    grpo = grpo_task(params, curated, p4d if params.grpo.init == "p4d" else sft, models / "grpo", root)
+    grpo = grpo_task(params, curated, stages.grpo_init(params, models), models / "grpo", root)
     return {"zero_shot": str(base), "sft": str(sft), "sft_text_only": str(sft_text_only), "p4d": str(p4d),
             "grpo": str(grpo)}

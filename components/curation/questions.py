@@ -12,13 +12,14 @@ hand; here the phrasings are templates, which keeps every answer machine-checkab
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from components.config import ThresholdsConfig as Thresholds
 from components.curation.geometry import Geometry
-from components.curation.kinematics import camera_kinematics, object_kinematics
+from components.curation.kinematics import ObjectKinematics, camera_kinematics, object_kinematics
 from components.scenes.spec import PALETTE, SHAPES
 
 # Vocabulary for false-positive questions: the renderer's own colours and shapes, so that an absent label is
@@ -86,100 +87,158 @@ def _between(value: float, threshold: float, margin: float) -> bool:
     return threshold * (1 - margin) < value < threshold * (1 + margin)
 
 
+@dataclass(frozen=True)
+class _Motion:
+    """One object's kinematics and the judgement of whether it moves, which several questions share."""
+
+    k: ObjectKinematics
+    duration: float
+    moving: bool
+    speed_unclear: bool  # the net speed sits too close to ``still_speed`` to say whether it moves
+
+    @classmethod
+    def of(cls, k: ObjectKinematics, duration: float, th: Thresholds) -> _Motion:
+        # "Moving" is judged on the net (chord) speed, not the path: an object spinning in place shows a
+        # wobbling visible-surface center whose path length looks like motion; its chord stays short.
+        chord = k.displacement_m / duration
+        return cls(k, duration, chord >= th.still_speed, _between(chord, th.still_speed, th.margin))
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One object question's answer: a choice among ``choices``, or a quantity ``value`` in ``unit``."""
+
+    computation: str
+    correct: str = ""
+    choices: tuple[str, ...] = ()
+    value: float | None = None
+    unit: str | None = None
+    clear: bool = True
+
+
+def _direction(m: _Motion, th: Thresholds) -> _Answer:
+    k = m.k
+    direction, dominant = _dominant(float(k.displacement[0]), float(k.displacement[2]))
+    return _Answer(f"ground-plane displacement dx = {k.displacement[0]:+.2f} m (right +), "
+                   f"dz = {k.displacement[2]:+.2f} m (away +)",
+                   direction if m.moving else "it does not move", DIRECTIONS,
+                   clear=not m.speed_unclear and (dominant or not m.moving))
+
+
+def _yaw(m: _Motion, th: Thresholds) -> _Answer | None:
+    rate = m.k.yaw_rate
+    if not np.isfinite(rate):
+        return None  # no rotation estimate for this object: not asked
+    if abs(rate) >= th.rotation_rate:
+        rot = "counter-clockwise (turning left)" if rate > 0 else "clockwise (turning right)"
+    else:
+        rot = "it does not rotate"
+    return _Answer(f"yaw rate = {np.degrees(rate):+.1f} deg/s (counter-clockwise +)", rot, ROTATION_LABELS,
+                   clear=not _between(abs(rate), th.rotation_rate, th.margin))
+
+
+# Quantities of motion exist for every object (so the two geometries can be compared), but are asked only
+# about objects that clearly move.
+def _speed(m: _Motion, th: Thresholds) -> _Answer:
+    k = m.k
+    return _Answer(f"path length {k.path_length_m:.2f} m / {m.duration:.2f} s = {k.avg_speed:.2f} m/s",
+                   value=k.avg_speed, unit="m/s", clear=m.moving and not m.speed_unclear)
+
+
+def _speed_change(m: _Motion, th: Thresholds) -> _Answer:
+    k = m.k
+    ratio = k.speed_second_half / max(k.speed_first_half, 1e-6)
+    if not m.moving:
+        change, clear = "it stays still", not m.speed_unclear
+    elif ratio >= th.accel_ratio:
+        change, clear = "it speeds up", not _between(ratio, th.accel_ratio, th.margin / 4)
+    elif ratio <= 1 / th.accel_ratio:
+        change, clear = "it slows down", not _between(1 / ratio, th.accel_ratio, th.margin / 4)
+    else:
+        change = "it keeps a constant speed"
+        clear = abs(ratio - 1) <= (th.accel_ratio - 1) / 2 and not m.speed_unclear
+    return _Answer(f"speed over the first half {k.speed_first_half:.2f} m/s, second half "
+                   f"{k.speed_second_half:.2f} m/s (ratio {ratio:.2f})", change, SPEED_CHANGES, clear=clear)
+
+
+def _displacement(m: _Motion, th: Thresholds) -> _Answer:
+    d = m.k.displacement_m
+    return _Answer(f"|final - initial center| on the ground plane = {d:.2f} m", value=d, unit="m",
+                   clear=m.moving and not m.speed_unclear and d >= th.min_distance)
+
+
+def _path_length(m: _Motion, th: Thresholds) -> _Answer:
+    d = m.k.path_length_m
+    return _Answer(f"sum of the steps between frames = {d:.2f} m", value=d, unit="m",
+                   clear=m.moving and not m.speed_unclear and d >= th.min_distance)
+
+
+def _final_distance(m: _Motion, th: Thresholds) -> _Answer:
+    d = m.k.distance_final
+    return _Answer(f"|object center - camera center| at the final frame = {d:.2f} m", value=d, unit="m")
+
+
+def _distance_change(m: _Motion, th: Thresholds) -> _Answer:
+    k = m.k
+    change_m = k.distance_final - k.distance_initial
+    if abs(change_m) >= th.distance_change:
+        truth = "it gets closer" if change_m < 0 else "it gets farther away"
+    else:
+        truth = "it stays at about the same distance"
+    return _Answer(f"distance {k.distance_initial:.2f} m -> {k.distance_final:.2f} m "
+                   f"(change {change_m:+.2f} m)", truth, DISTANCE_LABELS,
+                   clear=not _between(abs(change_m), th.distance_change, th.margin))
+
+
+def _height(m: _Motion, th: Thresholds) -> _Answer:
+    h = m.k.height_m
+    return _Answer(f"vertical extent of the object's 3D points = {h:.2f} m", value=h, unit="m")
+
+
+@dataclass(frozen=True)
+class _Template:
+    """One question asked about each object; ``{obj}`` in ``text`` is its name or its region mark."""
+
+    category: str
+    kind: str
+    text: str
+    answer: Callable[[_Motion, Thresholds], _Answer | None]  # None: not asked about this object
+
+
+# In the order the questions are asked (the curation's records follow it).
+_OBJECT_TEMPLATES: tuple[_Template, ...] = (
+    _Template("translational", "direction",
+              "In which direction does {obj} move, as seen from the camera's initial position?", _direction),
+    _Template("rotational", "yaw", "Seen from above, which way does {obj} rotate?", _yaw),
+    _Template("speed_acceleration", "speed",
+              "What is the average speed of {obj}, in metres per second?", _speed),
+    _Template("speed_acceleration", "change",
+              "How does the speed of {obj} change over the video?", _speed_change),
+    _Template("displacement_path_length", "displacement",
+              "How far does {obj} end up from where it started, in metres (straight line)?", _displacement),
+    _Template("displacement_path_length", "path",
+              "How long is the path that {obj} travels, in metres?", _path_length),
+    _Template("object_camera_distance", "final",
+              "How far is {obj} from the camera at the end of the video, in metres?", _final_distance),
+    _Template("object_camera_distance", "change",
+              "Over the video, does {obj} get closer to the camera or farther away?", _distance_change),
+    _Template("dimension", "height", "How tall is {obj}, in metres?", _height),
+)
+
+
 def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> list[QuestionSpec]:
     out: list[QuestionSpec] = []
     duration = float(geo.times[-1] - geo.times[0])
     for oid, track in sorted(geo.tracks.items()):
-        k = object_kinematics(geo, track)
-        name, ids = _obj(labels, oid), (oid,)
-        # "Moving" is judged on the net (chord) speed, not the path: an object spinning in place shows a
-        # wobbling visible-surface center whose path length looks like motion; its chord stays short.
-        chord = k.displacement_m / duration
-        moving = chord >= th.still_speed
-        speed_unclear = _between(chord, th.still_speed, th.margin)
-
-        direction, dominant = _dominant(float(k.displacement[0]), float(k.displacement[2]))
-        truth = direction if moving else "it does not move"
-        out.append(QuestionSpec(
-            f"translational:direction:{oid}", "translational", "direction", ids,
-            f"In which direction does {name} move, as seen from the camera's initial position?",
-            "In which direction does <R1> move, as seen from the camera's initial position?",
-            "choice", truth, DIRECTIONS, clear=not speed_unclear and (dominant or not moving),
-            computation=f"ground-plane displacement dx = {k.displacement[0]:+.2f} m (right +), "
-            f"dz = {k.displacement[2]:+.2f} m (away +)", primary=oid))
-
-        rate = k.yaw_rate
-        if np.isfinite(rate):
-            rotating = abs(rate) >= th.rotation_rate
-            rot = ("counter-clockwise (turning left)" if rate > 0 else "clockwise (turning right)") if rotating \
-                else "it does not rotate"
+        motion = _Motion.of(object_kinematics(geo, track), duration, th)
+        for t in _OBJECT_TEMPLATES:
+            if (answer := t.answer(motion, th)) is None:
+                continue
             out.append(QuestionSpec(
-                f"rotational:yaw:{oid}", "rotational", "yaw", ids,
-                f"Seen from above, which way does {name} rotate?", "Seen from above, which way does <R1> rotate?",
-                "choice", rot, ROTATION_LABELS, clear=not _between(abs(rate), th.rotation_rate, th.margin),
-                computation=f"yaw rate = {np.degrees(rate):+.1f} deg/s (counter-clockwise +)", primary=oid))
-
-        # Quantities of motion exist for every object (so the two geometries can be compared), but are
-        # asked only about objects that clearly move.
-        out.append(QuestionSpec(
-            f"speed_acceleration:speed:{oid}", "speed_acceleration", "speed", ids,
-            f"What is the average speed of {name}, in metres per second?",
-            "What is the average speed of <R1>, in metres per second?", "quantity", value=k.avg_speed,
-            unit="m/s", clear=moving and not speed_unclear,
-            computation=f"path length {k.path_length_m:.2f} m / {duration:.2f} s = {k.avg_speed:.2f} m/s",
-            primary=oid))
-        ratio = k.speed_second_half / max(k.speed_first_half, 1e-6)
-        if not moving:
-            change, clear = "it stays still", not speed_unclear
-        elif ratio >= th.accel_ratio:
-            change, clear = "it speeds up", not _between(ratio, th.accel_ratio, th.margin / 4)
-        elif ratio <= 1 / th.accel_ratio:
-            change, clear = "it slows down", not _between(1 / ratio, th.accel_ratio, th.margin / 4)
-        else:
-            change = "it keeps a constant speed"
-            clear = abs(ratio - 1) <= (th.accel_ratio - 1) / 2 and not speed_unclear
-        out.append(QuestionSpec(
-            f"speed_acceleration:change:{oid}", "speed_acceleration", "change", ids,
-            f"How does the speed of {name} change over the video?", "How does the speed of <R1> change over the video?",
-            "choice", change, SPEED_CHANGES, clear=clear,
-            computation=f"speed over the first half {k.speed_first_half:.2f} m/s, second half "
-            f"{k.speed_second_half:.2f} m/s (ratio {ratio:.2f})", primary=oid))
-
-        out.append(QuestionSpec(
-            f"displacement_path_length:displacement:{oid}", "displacement_path_length", "displacement", ids,
-            f"How far does {name} end up from where it started, in metres (straight line)?",
-            "How far does <R1> end up from where it started, in metres (straight line)?", "quantity",
-            value=k.displacement_m, unit="m",
-            clear=moving and not speed_unclear and k.displacement_m >= th.min_distance,
-            computation=f"|final - initial center| on the ground plane = {k.displacement_m:.2f} m", primary=oid))
-        out.append(QuestionSpec(
-            f"displacement_path_length:path:{oid}", "displacement_path_length", "path", ids,
-            f"How long is the path that {name} travels, in metres?",
-            "How long is the path that <R1> travels, in metres?", "quantity", value=k.path_length_m, unit="m",
-            clear=moving and not speed_unclear and k.path_length_m >= th.min_distance,
-            computation=f"sum of the steps between frames = {k.path_length_m:.2f} m", primary=oid))
-
-        out.append(QuestionSpec(
-            f"object_camera_distance:final:{oid}", "object_camera_distance", "final", ids,
-            f"How far is {name} from the camera at the end of the video, in metres?",
-            "How far is <R1> from the camera at the end of the video, in metres?", "quantity",
-            value=k.distance_final, unit="m",
-            computation=f"|object center - camera center| at the final frame = {k.distance_final:.2f} m", primary=oid))
-        change_m = k.distance_final - k.distance_initial
-        dist_truth = ("it gets closer" if change_m < 0 else "it gets farther away") \
-            if abs(change_m) >= th.distance_change else "it stays at about the same distance"
-        out.append(QuestionSpec(
-            f"object_camera_distance:change:{oid}", "object_camera_distance", "change", ids,
-            f"Over the video, does {name} get closer to the camera or farther away?",
-            "Over the video, does <R1> get closer to the camera or farther away?", "choice", dist_truth,
-            DISTANCE_LABELS, clear=not _between(abs(change_m), th.distance_change, th.margin),
-            computation=f"distance {k.distance_initial:.2f} m -> {k.distance_final:.2f} m "
-            f"(change {change_m:+.2f} m)", primary=oid))
-
-        out.append(QuestionSpec(
-            f"dimension:height:{oid}", "dimension", "height", ids,
-            f"How tall is {name}, in metres?", "How tall is <R1>, in metres?", "quantity", value=k.height_m,
-            unit="m", computation=f"vertical extent of the object's 3D points = {k.height_m:.2f} m", primary=oid))
+                f"{t.category}:{t.kind}:{oid}", t.category, t.kind, (oid,),
+                t.text.format(obj=_obj(labels, oid)), t.text.format(obj="<R1>"),
+                "choice" if answer.choices else "quantity", answer.correct, answer.choices, answer.value,
+                answer.unit, answer.clear, answer.computation, primary=oid))
     return out
 
 

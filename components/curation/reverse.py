@@ -186,34 +186,74 @@ def reversed_answer(category: str, kind: str, text: str) -> str | None:
     return text if rule.flips is None else rule.flips.get(text)
 
 
-def _camera_turn_ok(cot: str) -> str | None:
-    """None when the flipped ego-motion translation is certain (see the module docstring), else why not."""
+class _NotReversible(Exception):
+    """A record whose reverse is not exactly computable; the message says why (``reverse_records`` counts
+    the messages)."""
+
+
+def _rule(record: dict) -> ReverseRule:
+    """The reversal rule of a forward, object-named record of one of our templates."""
+    if record.get("regions") or record.get("som_image") is not None:
+        raise _NotReversible("region-prompted: the marks refer to the first sampled frame")
+    if "reverse_of" in (record.get("provenance") or {}):
+        raise _NotReversible("already a reversed record")
+    kind = question_kind(record)
+    rule = RULES.get(kind) if kind else None
+    if rule is None:
+        raise _NotReversible(f"no reversal rule for {kind or record.get('category')!r}")
+    return rule
+
+
+def _check_sequence(frames: list, stamps: list, paths: list) -> None:
+    increasing = all(a < b for a, b in itertools.pairwise(stamps))
+    if not (len(frames) == len(stamps) == len(paths) >= 2) or not increasing:
+        raise _NotReversible("frames, timestamps and frame_paths are not one increasing sequence")
+
+
+def _rephrase(question: str, rule: ReverseRule) -> str:
+    """The question naming the same instant of the reversed video."""
+    if rule.rephrase is None:
+        return question
+    old, new = rule.rephrase
+    if question.count(old) != 1:
+        raise _NotReversible(f"question does not name {old!r} exactly once")
+    return question.replace(old, new)
+
+
+def _flip_answer(record: dict, options: list[str], rule: ReverseRule) -> tuple[object, str, str]:
+    """(answer, answer_text) of the reversed record, and the forward answer text."""
+    answer, text = record["answer"], record["answer_text"]
+    if rule.flips is None:
+        return answer, text, text
+    if record["answer_type"] != "mc" or answer not in LETTERS[: len(options)]:
+        raise _NotReversible("a flipped answer needs a multiple-choice letter")
+    forward = options[LETTERS.index(answer)]
+    if forward != text:
+        raise _NotReversible("answer letter and answer_text disagree")
+    flipped = rule.flips.get(forward)
+    if flipped is None or flipped not in options:
+        raise _NotReversible(f"the reverse of {forward!r} is not among the options")
+    return LETTERS[options.index(flipped)], flipped, forward
+
+
+def _check_odd_span(frames: list) -> None:
+    if not all(isinstance(f, int) for f in frames):
+        raise _NotReversible("frames are not integer indices")
+    if (frames[-1] - frames[0] + 1) % 2 == 0:
+        raise _NotReversible("speed change over an even number of frames: the half split is not symmetric")
+
+
+def _check_camera_turn(cot: str) -> None:
+    """Passes when the flipped ego-motion translation is certain (see the module docstring)."""
     match = _CAMERA_COMPUTATION.search(cot)
     if match is None:
-        return "ego_motion CoT has no camera displacement and heading change"
+        raise _NotReversible("ego_motion CoT has no camera displacement and heading change")
     dx, _, dz, heading = (float(g) for g in match.groups())
     if dx == 0 and dz == 0:
-        return "ego_motion translation with no recorded ground displacement"
+        raise _NotReversible("ego_motion translation with no recorded ground displacement")
     off_axis = math.degrees(math.atan2(min(abs(dx), abs(dz)), max(abs(dx), abs(dz))))
     if off_axis + abs(heading) + _ROUNDING_DEG > _CONE_DEG:
-        return "the camera turned while translating: the reversed direction is not certain"
-    return None
-
-
-def _odd_span(frames: list) -> str | None:
-    if not all(isinstance(f, int) for f in frames):
-        return "frames are not integer indices"
-    if (frames[-1] - frames[0] + 1) % 2 == 0:
-        return "speed change over an even number of frames: the half split is not symmetric"
-    return None
-
-
-def _flip_letter(letter: object, options: list[str], flips: Mapping[str, str]) -> object:
-    """A provenance letter mapped through ``flips``; "none" when its flip is not an option."""
-    if not isinstance(letter, str) or letter not in LETTERS[: len(options)]:
-        return letter  # None, "none" or a number: nothing to map
-    new = flips.get(options[LETTERS.index(letter)])
-    return LETTERS[options.index(new)] if new in options else "none"
+        raise _NotReversible("the camera turned while translating: the reversed direction is not certain")
 
 
 def _swap(pair: object) -> list | None:
@@ -224,67 +264,60 @@ def _swap(pair: object) -> list | None:
     return [list(pair[1]), list(pair[0])]
 
 
-def _reverse(record: dict) -> dict | str:
-    """The reversed record, or the reason it cannot be reversed faithfully."""
-    if record.get("regions") or record.get("som_image") is not None:
-        return "region-prompted: the marks refer to the first sampled frame"
-    if "reverse_of" in (record.get("provenance") or {}):
-        return "already a reversed record"
-    kind = question_kind(record)
-    rule = RULES.get(kind) if kind else None
-    if rule is None:
-        return f"no reversal rule for {kind or record.get('category')!r}"
-    frames, stamps, paths = record["frames"], record["timestamps"], record["frame_paths"]
-    increasing = all(a < b for a, b in itertools.pairwise(stamps))
-    if not (len(frames) == len(stamps) == len(paths) >= 2) or not increasing:
-        return "frames, timestamps and frame_paths are not one increasing sequence"
-
-    question = record["question"]
-    if rule.rephrase is not None:
-        old, new = rule.rephrase
-        if question.count(old) != 1:
-            return f"question does not name {old!r} exactly once"
-        question = question.replace(old, new)
-
-    options = [str(o) for o in record["options"]]
-    answer, answer_text = record["answer"], record["answer_text"]
-    forward_text = answer_text
-    if rule.flips is not None:
-        if record["answer_type"] != "mc" or answer not in LETTERS[: len(options)]:
-            return "a flipped answer needs a multiple-choice letter"
-        forward_text = options[LETTERS.index(answer)]
-        if forward_text != answer_text:
-            return "answer letter and answer_text disagree"
-        answer_text = rule.flips.get(forward_text)
-        if answer_text is None or answer_text not in options:
-            return f"the reverse of {forward_text!r} is not among the options"
-        answer = LETTERS[options.index(answer_text)]
-    if rule.odd_span and answer_text != "it stays still" and (why := _odd_span(frames)):
-        return why
-    translates = rule.steady_heading and answer_text in _CAMERA_TRANSLATIONS
-    if translates and (why := _camera_turn_ok(record["cot"])):
-        return why
-
-    solution = record["solution"]
+def _swapped_centers(solution: dict) -> tuple[list, list | None]:
+    """(camera, object) [initial, final] centers of the reversed video; no object's for a camera question."""
     cameras = _swap(solution.get("camera_center"))
     objects = solution.get("object_center")
     if cameras is None or (objects is not None and (objects := _swap(objects)) is None):
-        return "solution centers are not [initial, final] 3-vectors"
-    comp = _COMPUTATION_LINE.search(record["cot"])
-    if comp is None:
-        return "CoT has no computation line"
-    forward = comp.group(1)
-    computation = (f"the frames are in reverse order; played forwards, {forward} ({forward_text}); {rule.why}"
-                   if rule.flips is not None else f"the frames are in reverse order; {forward}; {rule.why}")
-    reference = None
-    if (ref := _REFERENCE_LINE.search(record["cot"])) is not None:
-        reference = (ref.group(1), [float(x) for x in ref.groups()[1:]])
+        raise _NotReversible("solution centers are not [initial, final] 3-vectors")
+    return cameras, objects
 
-    last = stamps[-1]
-    new_stamps = [round(last - t, 6) + 0.0 for t in reversed(stamps)]  # + 0.0: no -0.0
+
+def _computation(cot: str, rule: ReverseRule, forward_text: str) -> str:
+    """The reversed CoT's computation line: the forward one, then why reversal gives the new answer."""
+    comp = _COMPUTATION_LINE.search(cot)
+    if comp is None:
+        raise _NotReversible("CoT has no computation line")
+    forward = comp.group(1)
+    if rule.flips is None:
+        return f"the frames are in reverse order; {forward}; {rule.why}"
+    return f"the frames are in reverse order; played forwards, {forward} ({forward_text}); {rule.why}"
+
+
+def _reference(cot: str) -> tuple[str, list[float]] | None:
+    """The reference object's (mark, center) from a relation question's CoT; None when it names none."""
+    ref = _REFERENCE_LINE.search(cot)
+    return None if ref is None else (ref.group(1), [float(x) for x in ref.groups()[1:]])
+
+
+def _flip_letter(letter: object, options: list[str], flips: Mapping[str, str]) -> object:
+    """A provenance letter mapped through ``flips``; "none" when its flip is not an option."""
+    if not isinstance(letter, str) or letter not in LETTERS[: len(options)]:
+        return letter  # None, "none" or a number: nothing to map
+    new = flips.get(options[LETTERS.index(letter)])
+    return LETTERS[options.index(new)] if new in options else "none"
+
+
+def _reverse(record: dict) -> dict:
+    """The reversed record; raises ``_NotReversible`` when it cannot be reversed faithfully."""
+    rule = _rule(record)
+    frames, stamps, paths = record["frames"], record["timestamps"], record["frame_paths"]
+    _check_sequence(frames, stamps, paths)
+    question = _rephrase(record["question"], rule)
+    options = [str(o) for o in record["options"]]
+    answer, answer_text, forward_text = _flip_answer(record, options, rule)
+    if rule.odd_span and answer_text != "it stays still":
+        _check_odd_span(frames)
+    if rule.steady_heading and answer_text in _CAMERA_TRANSLATIONS:
+        _check_camera_turn(record["cot"])
+    cameras, objects = _swapped_centers(record["solution"])
+    computation = _computation(record["cot"], rule, forward_text)
+
     new_frames = list(reversed(frames))
+    new_stamps = [round(stamps[-1] - t, 6) + 0.0 for t in reversed(stamps)]  # + 0.0: no -0.0
     cot = render_cot(frames=new_frames, timestamps=new_stamps, camera_centers=cameras, object_centers=objects,
-                     computation=computation, conclusion=answer_text, answer=str(answer), reference=reference)
+                     computation=computation, conclusion=answer_text, answer=str(answer),
+                     reference=_reference(record["cot"]))
     cot = cot.replace(_HEADER, _HEADER_REVERSED, 1).replace(_REFERENCE, _REFERENCE_REVERSED, 1)
 
     out = copy.deepcopy(record)
@@ -307,26 +340,28 @@ def _reverse(record: dict) -> dict | str:
 
 def reverse_reason(record: dict) -> str | None:
     """Why ``record`` cannot be reversed faithfully; None when it can."""
-    out = _reverse(record)
-    return out if isinstance(out, str) else None
+    try:
+        _reverse(record)
+    except _NotReversible as skip:
+        return str(skip)
+    return None
 
 
 def reverse_record(record: dict) -> dict | None:
     """The reverse-thinking record of ``record`` (see the module docstring), or None."""
-    out = _reverse(record)
-    if isinstance(out, str):
-        logger.debug("not reversing %s: %s", record.get("id"), out)
+    try:
+        return _reverse(record)
+    except _NotReversible as skip:
+        logger.debug("not reversing %s: %s", record.get("id"), skip)
         return None
-    return out
 
 
 def reverse_records(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
     """Every reversible record reversed, and how many were skipped for each reason."""
     out, skipped = [], Counter()
     for record in records:
-        rev = _reverse(record)
-        if isinstance(rev, str):
-            skipped[rev] += 1
-        else:
-            out.append(rev)
+        try:
+            out.append(_reverse(record))
+        except _NotReversible as skip:
+            skipped[str(skip)] += 1
     return out, dict(skipped)

@@ -7,7 +7,10 @@ first-frame box and mask in ``regions`` and a Set-of-Marks image in ``som_image`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
+
+from components.io import read_jsonl
 
 SPLITS: Final = ("sft", "rft", "bench")
 ANSWER_TYPES: Final = ("mc", "numeric")
@@ -53,3 +56,17 @@ RECORD_FIELDS: Final[dict[str, tuple[tuple[type, ...], bool]]] = {
     "solution": ((dict,), False),  # {answer, camera_center [[x,y,z] initial, final], object_center ...}
     "provenance": ((dict,), False),  # {depth_source, pose_source, gt_answer, agrees_with_gt, ...}
 }
+
+
+def read_records(path: Path, *, split: str) -> list[dict]:
+    """A split's records, checked against the contract before any compute is spent."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{split} records not found: {path}")
+    records = read_jsonl(path)
+    if not records:
+        raise ValueError(f"{path}: no records in the {split} split")
+    for i, r in enumerate(records, 1):
+        unknown, missing = set(r) - set(RECORD_FIELDS), set(RECORD_FIELDS) - set(r)
+        if unknown or missing:
+            raise ValueError(f"{path}:{i}: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
+    return records

@@ -4,11 +4,11 @@ Model-agnostic: generation is a callable the caller injects (``harness.GenerateF
 imports a model, a trainer or MLflow.
 """
 
-from components.evaluation.answers import ExtractedAnswer, extract_answer, is_correct
-from components.evaluation.harness import EvalResult, GenerateFn, evaluate
-from components.evaluation.metrics import bootstrap_ci, mean_relative_accuracy, random_baseline, score
+from components.evaluation.answers import ExtractedAnswer, extract_answer, is_correct, mean_relative_accuracy
+from components.evaluation.harness import GenerateFn, evaluate
+from components.evaluation.metrics import bootstrap_ci, random_baseline, score
 from components.evaluation.readers import read_ego_st, read_r4d_bench, read_vlm4d
-from components.evaluation.report import comparison_table, write_report
+from components.evaluation.report import EvalResult, comparison_table, write_report
 
 __all__ = [
     "EvalResult",

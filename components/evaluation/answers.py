@@ -23,6 +23,7 @@ camera" twice) accepts either letter.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 
@@ -31,9 +32,20 @@ from components.curation.schema import LETTERS
 # A numeric answer is "correct" (for the per-record flag) when its MRA is at least this: its relative
 # error is below 0.3, the first five of the ten MRA thresholds. Aggregates use the MRA itself.
 NUMERIC_CORRECT_MRA = 0.5
+MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # VSI-Bench's
 
 _OPEN_TAG = re.compile(r"<answer>", re.IGNORECASE)
 _CLOSE_TAG = re.compile(r"</answer>", re.IGNORECASE)
+
+
+def mean_relative_accuracy(pred: float | None, truth: float) -> float:
+    """VSI-Bench's MRA, with the departures ``metrics`` documents (rounded relative error, truth 0)."""
+    if pred is None or not math.isfinite(pred):
+        return 0.0
+    if truth == 0:
+        return 1.0 if pred == 0 else 0.0
+    rel = round(abs(pred - truth) / abs(truth), 9)
+    return sum(rel < round(1.0 - t, 9) for t in MRA_THRESHOLDS) / len(MRA_THRESHOLDS)
 
 
 def _last_answer_tag(text: str) -> str | None:
@@ -152,8 +164,6 @@ def truth_letter(record: dict) -> str:
 def is_correct(extracted: ExtractedAnswer, record: dict) -> bool:
     """Multiple choice: the extracted option's text is the true option's text. Numeric: MRA >= 0.5."""
     if record["answer_type"] == "numeric":
-        from components.evaluation.metrics import mean_relative_accuracy  # metrics imports this module
-
         return mean_relative_accuracy(extracted.value, float(record["answer"])) >= NUMERIC_CORRECT_MRA
     if extracted.letter is None:
         return False

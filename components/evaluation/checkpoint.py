@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.config import EvaluateConfig, ModelConfig
+from components.curation.schema import read_records
 from components.evaluation.controls import add_headline, text_only_rows
-from components.evaluation.harness import EvalResult, evaluate
-from components.evaluation.report import write_report
+from components.evaluation.harness import evaluate
+from components.evaluation.report import EvalResult, write_report
 from components.io import read_jsonl
 from components.models import load_model
 from components.models.generation import make_generate_fn
-from components.training.sft import read_records
 
 
 def bench_records(curated: Path, cfg: EvaluateConfig) -> list[dict]:

@@ -10,8 +10,8 @@ does not beat its shuffled row has learned the text (or the look of the training
 the blind row alone can mislead once the vision tower trains, because black frames are out of distribution.
 
 The caller owns prompting, frame loading, decoding settings and batching inside the model;
-this module owns batching across records, scoring (``metrics.score``) and the reports
-(``report.write_report``, ``report.comparison_table``, re-exported here).
+this module owns batching across records and scoring (``metrics.score``); ``report`` writes the
+result (``EvalResult``) and the comparison tables.
 """
 
 from __future__ import annotations
@@ -19,29 +19,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
 from components.evaluation.controls import shuffled_video
 from components.evaluation.metrics import check_records, clip_of, random_metrics, score
-from components.evaluation.report import comparison_table, write_report
+from components.evaluation.report import EvalResult
 
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[[list[dict], bool], list[str]]
-
-__all__ = ["EvalResult", "GenerateFn", "comparison_table", "evaluate", "write_report"]
-
-
-@dataclass
-class EvalResult:
-    # {"model": aggregates, "blind": aggregates | None, "shuffled": aggregates | None, "random": aggregates};
-    # see metrics.score.
-    metrics: dict
-    # One dict per record: id, clip_id, category, prompt_variant, answer_type, answer, output, extracted,
-    # correct, mra, score, and "blind" / "shuffled" ({output, extracted, correct, mra, score}) when run.
-    predictions: list[dict]
 
 
 def _generate_all(

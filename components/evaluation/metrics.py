@@ -25,29 +25,18 @@ categories and the numeric records decide it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from components.curation.schema import CATEGORIES, LETTERS, STATIC_CATEGORIES
-from components.evaluation.answers import extract_answer, is_correct
+from components.evaluation.answers import extract_answer, is_correct, mean_relative_accuracy
 
-MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
 # External benchmarks' static tasks with no counterpart in schema.CATEGORIES.
 EXTRA_STATIC_CATEGORIES = ("video_grounding",)
 STATIC = frozenset(STATIC_CATEGORIES) | frozenset(EXTRA_STATIC_CATEGORIES)
 REQUIRED_FIELDS = ("id", "category", "answer_type", "options", "answer", "prompt_variant")
 _BOOTSTRAP_CHUNK = 2_000_000  # resampled values held in memory at once
-
-
-def mean_relative_accuracy(pred: float | None, truth: float) -> float:
-    if pred is None or not math.isfinite(pred):
-        return 0.0
-    if truth == 0:
-        return 1.0 if pred == 0 else 0.0
-    rel = round(abs(pred - truth) / abs(truth), 9)
-    return sum(rel < round(1.0 - t, 9) for t in MRA_THRESHOLDS) / len(MRA_THRESHOLDS)
 
 
 def _chance(record: dict) -> float:

@@ -12,15 +12,23 @@ Rows: the model, then its controls (``controls.py``): shuffled video, text-only 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from components.evaluation.controls import headline_text
 from components.evaluation.metrics import category_order
 from components.io import atomic_path, write_json, write_jsonl, write_text
 
-if TYPE_CHECKING:
-    from components.evaluation.harness import EvalResult
+
+@dataclass
+class EvalResult:
+    # {"model": aggregates, "blind": aggregates | None, "shuffled": aggregates | None, "random": aggregates};
+    # see metrics.score.
+    metrics: dict
+    # One dict per record: id, clip_id, category, prompt_variant, answer_type, answer, output, extracted,
+    # correct, mra, score, and "blind" / "shuffled" ({output, extracted, correct, mra, score}) when run.
+    predictions: list[dict]
+
 
 HEADLINE = (("Avg", "overall"), ("Static", "static"), ("Dynamic", "dynamic"), ("Dyn MC macro", "dynamic_mc_macro"))
 # metrics.json key -> row name in a checkpoint's report, in this order

@@ -8,7 +8,7 @@ is MLLM-4D's ST-CoT or only its ``<answer>`` tag (``model.with_cot``).
 Departures: frames are squashed to ``frame_size`` squares (Qwen keeps the aspect ratio; equal sizes make
 batches uniform and the token count known); with ``answer_format: text`` the answer is the option text,
 not its letter, because a tiny random-init model cannot learn to bind letters to shuffled options on a
-CPU budget (STACK.md). The options are listed either way, so prompts keep the benchmark shape.
+CPU budget (docs/stack.md). The options are listed either way, so prompts keep the benchmark shape.
 """
 
 from __future__ import annotations

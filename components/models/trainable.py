@@ -6,7 +6,7 @@ or ``lora`` from ``model.trainable`` (torchtune's ``encoder_trainable`` pattern)
 settings is a params change, not a code change.
 
 LoRA targets: the LLM's ``q_proj/k_proj/v_proj/o_proj`` and the vision blocks' fused ``qkv`` and
-``proj`` (PEFT's usual ``["q_proj", "v_proj"]`` would silently hit only the LLM, STACK.md).
+``proj`` (PEFT's usual ``["q_proj", "v_proj"]`` would silently hit only the LLM, docs/stack.md).
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ import numbers
 
 from components.curation.reverse import RULES, question_kind, reversed_answer
 from components.curation.schema import LETTERS
-from components.evaluation.answers import extract_answer, normalise
-from components.evaluation.metrics import mean_relative_accuracy
+from components.evaluation.answers import extract_answer, mean_relative_accuracy, normalise
 from components.rewards.spatiotemporal import completion_text
 
 

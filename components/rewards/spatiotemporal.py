@@ -52,8 +52,7 @@ from typing import Any
 
 from components.config import RewardsConfig
 from components.curation.cot import parse_cot
-from components.evaluation.answers import extract_answer, is_correct
-from components.evaluation.metrics import mean_relative_accuracy
+from components.evaluation.answers import extract_answer, is_correct, mean_relative_accuracy
 
 _TAGS = ("<thinking>", "</thinking>", "<answer>", "</answer>")
 # A center's label up to its opening bracket; the content runs to the next "]" (``_bracketed``). Any

@@ -1,7 +1,7 @@
 """The model registry: log a saved model folder as an MLflow pyfunc model, register it, move aliases.
 
 ``mlflow.transformers`` cannot log a vision-language model under transformers 5 (its pipeline
-creation fails; ``STACK.md``), so the saved Hugging Face folder is logged as an artifact of a small
+creation fails; ``docs/stack.md``), so the saved Hugging Face folder is logged as an artifact of a small
 ``PythonModel`` whose ``load_context`` only records where the folder is; ``predict`` loads the model
 and processor with transformers on first use. Logging therefore never imports torch or transformers.
 

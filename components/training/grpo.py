@@ -14,7 +14,7 @@ completions and counts unscorable rewards, resumption, lineage and the saved mod
 
 How the frames reach the loss: TRL re-runs the processor on the row's ``images`` for the loss forward and
 passes ``pixel_values`` / ``image_grid_thw`` to the policy (and to the reference model), so the vision
-tower and projector are in the graph of the GRPO loss. Its video path is not (STACK.md): the video tensors
+tower and projector are in the graph of the GRPO loss. Its video path is not (docs/stack.md): the video tensors
 are dropped there, so ``model.visual_input: video`` is refused here. ``tests/training/test_grpo.py``
 proves it (projector gradients from the GRPO loss; log-probabilities change with the frames).
 
@@ -49,6 +49,7 @@ from trl import GRPOTrainer
 
 from components.config import GRPOConfig, ModelConfig, RewardsConfig, TrainableConfig
 from components.curation.reverse import reverse_records
+from components.curation.schema import read_records
 from components.io import file_digest, git_commit, read_folder_digest, write_json
 from components.models import apply_trainable, build_conversation, frames_for, load_model
 from components.models.factory import DIGEST, model_digest, save_model
@@ -56,7 +57,7 @@ from components.models.tpe import install_tpe
 from components.rewards import check_terms, completion_text, get_reward
 from components.training.gate import loss_curve
 from components.training.grpo_rollouts import rollout_rewards
-from components.training.sft import ExactResume, PartLearningRates, device_args, fit, read_records
+from components.training.sft import ExactResume, PartLearningRates, device_args, fit
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def check_inputs(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelCo
     if model_cfg.visual_input != "images":
         raise ValueError("GRPO needs model.visual_input: images; TRL's GRPOTrainer generates from a video but "
                          "drops the video tensors from the loss forward, so the vision path would never train "
-                         "(STACK.md)")
+                         "(docs/stack.md)")
     reward_terms(rewards_cfg)
 
 

@@ -41,6 +41,7 @@ from transformers import TrainerCallback, set_seed
 from trl import SFTTrainer
 
 from components.config import MODALITIES, ModelConfig, P4DConfig, TeacherConfig
+from components.curation.schema import read_records
 from components.io import file_digest, git_commit, read_folder_digest, write_json
 from components.models import apply_trainable, load_model
 from components.models.factory import DIGEST, model_digest, save_model
@@ -54,7 +55,6 @@ from components.training.sft import (
     RecordCollator,
     TrainResult,
     fit,
-    read_records,
     records_dataset,
     resume_key,
     trl_args,

@@ -2,7 +2,7 @@
 
 Composition, not copies: the trainer is TRL's; what this module adds is the data path (records ->
 ``components.models.encode_batch`` in a collator, so the frames reach the loss as images, which TRL's
-own video path would drop: STACK.md), the lineage file and the training gate.
+own video path would drop: docs/stack.md), the lineage file and the training gate.
 
 Departures from the papers: MLLM-4D and 4D-RGPT fine-tune 7-8B Qwen-VL checkpoints on millions of QA
 pairs on GPUs; the embedded default trains a tiny random-init model of the same architecture on the
@@ -30,13 +30,12 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from components.config import ModelConfig, SFTConfig
-from components.curation.schema import RECORD_FIELDS
+from components.curation.schema import read_records
 from components.io import (
     check_folder_digest,
     file_digest,
     git_commit,
     read_folder_digest,
-    read_jsonl,
     write_json,
 )
 from components.models import apply_trainable, load_model, scale_part_learning_rates
@@ -47,20 +46,6 @@ from components.training.callbacks import CheckpointDigest, ThroughputCallback
 from components.training.gate import loss_curve
 
 log = logging.getLogger(__name__)
-
-
-def read_records(path: Path, *, split: str) -> list[dict]:
-    """A split's records, checked against the contract before any compute is spent."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{split} records not found: {path}")
-    records = read_jsonl(path)
-    if not records:
-        raise ValueError(f"{path}: no records in the {split} split")
-    for i, r in enumerate(records, 1):
-        unknown, missing = set(r) - set(RECORD_FIELDS), set(RECORD_FIELDS) - set(r)
-        if unknown or missing:
-            raise ValueError(f"{path}:{i}: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
-    return records
 
 
 class RecordCollator:

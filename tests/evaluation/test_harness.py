@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components.evaluation.harness import comparison_table, evaluate, write_report
+from components.evaluation.harness import evaluate
+from components.evaluation.report import comparison_table, write_report
 
 LETTERS = "ABCDE"
 
