@@ -176,7 +176,7 @@ def sft_text_only(params: Params, curated: Path, base: Path, out: Path, *, root:
 
 def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], model_dir: Path,
          gate_cfg: TrainingGateConfig, out: Path, stage: str, *, rewards: list[float] | None = None,
-         reward_tolerance: float = 0.05) -> dict:
+         reward_tolerance: float | None = None) -> dict:
     """The training gate after a training stage: report logged, ``TrainingGateFailed`` when it fails.
     ``rewards`` (GRPO) replaces "the loss fell" by "the mean reward held"."""
     from components.curation.schema import read_records

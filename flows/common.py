@@ -17,7 +17,7 @@ def retry_on_io(task, task_run, state) -> bool:
         state.result()
     except OSError:
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 (any other failure is a logic error: never retried)
         return False
     return False
 

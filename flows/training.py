@@ -37,7 +37,7 @@ def sft_text_only_task(params_path: str, overrides: list[str] | None, curated: P
     sets = [arg for o in overrides or [] for arg in ("-S", o)]
     cmd = [sys.executable, "-m", "components.cli", "--quiet", "--params", str(params_path), *sets, "sft-text-only",
            "--curated", str(curated), "--base", str(base), "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"the text-only control failed (exit {done.returncode}): {' '.join(cmd)}\n"
                            f"{done.stderr[-4000:]}")

@@ -50,7 +50,7 @@ def assign_splits(clip_ids: list[str], cfg: CurationConfig) -> dict[str, str]:
     order = sorted(clip_ids, key=lambda c: _stable_hash(cfg.seed, c))
     n = len(order)
     fractions = [cfg.splits.sft, cfg.splits.rft, cfg.splits.bench]
-    counts = [int(round(f * n)) for f in fractions]
+    counts = [round(f * n) for f in fractions]
     # Every split with a non-zero fraction gets at least one clip when there are enough clips.
     for i, f in enumerate(fractions):
         if f > 0 and counts[i] == 0 and n >= sum(1 for x in fractions if x > 0):

@@ -70,7 +70,7 @@ class ClipResult:
 def sample_frames(num_frames: int, n: int) -> list[int]:
     """``n`` indices spread uniformly over the clip, always including the first and the last frame."""
     n = min(n, num_frames)
-    return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, n)})
+    return sorted({round(x) for x in np.linspace(0, num_frames - 1, n)})
 
 
 @contextmanager

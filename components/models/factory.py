@@ -47,7 +47,15 @@ from transformers import (
 from transformers.image_utils import SizeDict
 
 from components.config import ModelConfig, to_dict
-from components.io import check_folder_digest, git_commit, read_folder_digest, write_folder_digest, write_json
+from components.io import (
+    check_folder_digest,
+    combined_digest,
+    folder_file_digests,
+    git_commit,
+    read_folder_digest,
+    write_folder_digest,
+    write_json,
+)
 from components.models.tokenizer import EOS_TOKEN, PAD_TOKEN, train_tokenizer
 from components.models.tpe import enable_timestamps, install_tpe
 from components.models.trainable import parameter_counts
@@ -204,10 +212,12 @@ def save_model(model: PreTrainedModel, processor: ProcessorMixin, out_dir: Path)
     return Path(out_dir)
 
 
-def model_digest(source: str | Path) -> str | None:
-    """The recorded digest of the model folder ``source`` loads from (``digest.json``), for lineage; None for a
-    checkpoint this pipeline did not write (a hub model, an external folder)."""
-    return read_folder_digest(resolve_source(source), DIGEST)
+def model_digest(source: str | Path) -> str:
+    """The identity of the model folder ``source`` loads from, for lineage and resuming: the digest its
+    ``digest.json`` records (every folder a stage writes has one), else one sha256 over its files (a hub model
+    or an external folder; for a 7B checkpoint that reads its ~15 GB once)."""
+    path = resolve_source(source)
+    return read_folder_digest(path, DIGEST) or combined_digest(folder_file_digests(path))
 
 
 def resolve_source(source: str | Path) -> Path:

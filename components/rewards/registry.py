@@ -13,10 +13,14 @@ group-relative advantage unchanged, whereas renormalising would rescale the grou
 updates for camera-only prompts, for no reason. A completion whose terms are *all* None has total None
 (TRL marks it NaN and gives it no advantage). ``RewardBatch.n_none`` counts the Nones per term, so an
 unscorable share is visible rather than silently averaged away.
+
+``BoundReward`` is the one binder: GRPO hands TRL these objects (wrapped to record what they saw), and
+``score`` evaluates a batch offline through the same objects.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,10 +65,12 @@ def check_terms(cfg: RewardsConfig) -> None:
 
 @dataclass(frozen=True)
 class BoundReward:
-    """``REGISTRY[name]`` with ``cfg`` bound: a reward function for TRL's ``GRPOTrainer``.
+    """``REGISTRY[name]`` with ``cfg`` bound: the one way a term becomes a TRL reward function.
 
-    A module-level class rather than a closure so that it pickles (TRL may ship rewards to workers), and
-    with ``__name__`` set so that TRL logs it as ``rewards/<name>``.
+    TRL calls it with every dataset column as a list; GRPO's dataset holds each record as one JSON string
+    (``record``), decoded here into the record fields the terms read (``solution``, ``options`` ...); record
+    fields passed as columns directly work too. A module-level class rather than a closure so that it pickles
+    (TRL may ship rewards to workers), with ``__name__`` set so that TRL logs it as ``rewards/<name>``.
     """
 
     name: str
@@ -74,14 +80,26 @@ class BoundReward:
         get_reward(self.name)
         object.__setattr__(self, "__name__", self.name)
 
-    def __call__(self, completions: list, **columns: Any) -> list[float | None]:
+    def __call__(self, completions: list, record: list[str] | None = None, **columns: Any) -> list[float | None]:
+        if record is not None:
+            columns = record_columns([json.loads(r) for r in record])
         return get_reward(self.name)(completions, cfg=self.cfg, **columns)
 
 
-def bind(cfg: RewardsConfig) -> tuple[list[BoundReward], list[float]]:
-    """TRL's ``reward_funcs`` and ``reward_weights`` for ``cfg.terms`` (checked first)."""
-    check_terms(cfg)
-    return [BoundReward(t.name, cfg) for t in cfg.terms], [t.weight for t in cfg.terms]
+def record_columns(records: list[dict]) -> dict[str, list]:
+    """Records as TRL passes columns: one list per field, None where a record lacks the field."""
+    keys = {k for r in records for k in r} - {"completions", "cfg"}  # no term reads a field named like its parameters
+    return {k: [r.get(k) for r in records] for k in keys}
+
+
+def weighted_total(terms: dict[str, list[float | None]], weights: dict[str, float]) -> list[float | None]:
+    """Per completion, the sum of weight x value over its scorable terms; None when none is scorable."""
+    n = len(next(iter(terms.values()), []))
+    total: list[float | None] = []
+    for i in range(n):
+        scorable = [weights[name] * values[i] for name, values in terms.items() if values[i] is not None]
+        total.append(sum(scorable) if scorable else None)
+    return total
 
 
 @dataclass(frozen=True)
@@ -106,7 +124,8 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def score(completions: list, records: list[dict], cfg: RewardsConfig) -> RewardBatch:
-    """Every ``cfg.terms`` term on ``completions[i]`` against ``records[i]``, and the weighted total.
+    """Every ``cfg.terms`` term on ``completions[i]`` against ``records[i]`` through the functions GRPO trains
+    with (``BoundReward``), and their weighted total: the reward of a batch, offline.
 
     Never raises on a completion (any string, None, TRL messages); a record missing a column a term needs,
     or a length mismatch, is a wiring error and raises ``ValueError``.
@@ -114,18 +133,8 @@ def score(completions: list, records: list[dict], cfg: RewardsConfig) -> RewardB
     check_terms(cfg)
     if len(completions) != len(records):
         raise ValueError(f"{len(completions)} completions for {len(records)} records")
-    if not records:
-        return RewardBatch({t.name: [] for t in cfg.terms}, {t.name: t.weight for t in cfg.terms}, [],
-                           {t.name: 0 for t in cfg.terms})
-    # Columns as TRL passes them: one list per record field. A field absent from a record is None there;
-    # a field named like a reward parameter could not be passed, and no term reads one.
-    keys = {k for r in records for k in r} - {"completions", "cfg"}
-    columns = {k: [r.get(k) for r in records] for k in keys}
-    terms = {t.name: get_reward(t.name)(completions, cfg=cfg, **columns) for t in cfg.terms}
+    columns = record_columns(records)
+    terms = {t.name: (BoundReward(t.name, cfg)(completions, **columns) if records else []) for t in cfg.terms}
     weights = {t.name: t.weight for t in cfg.terms}
-    total: list[float | None] = []
-    for i in range(len(completions)):
-        scorable = [(weights[n], v[i]) for n, v in terms.items() if v[i] is not None]
-        total.append(sum(w * v for w, v in scorable) if scorable else None)
     n_none = {n: sum(v is None for v in values) for n, values in terms.items()}
-    return RewardBatch(terms, weights, total, n_none)
+    return RewardBatch(terms, weights, weighted_total(terms, weights), n_none)

@@ -51,8 +51,11 @@ def _json_float(x: float) -> float | None:
 
 def training_gate(losses: list[float], model_dir: Path, gate: TrainingGateConfig, model_cfg: ModelConfig,
                   bench: list[dict], report_path: Path, *, raise_on_failure: bool = True,
-                  rewards: list[float] | None = None, reward_tolerance: float = 0.05) -> dict:
-    """``rewards`` (GRPO's mean reward per logging step) replaces the "loss fell" check by "reward held"."""
+                  rewards: list[float] | None = None, reward_tolerance: float | None = None) -> dict:
+    """``rewards`` (GRPO's mean reward per logging step) replaces the "loss fell" check by "reward held" within
+    ``reward_tolerance`` (``grpo.reward_tolerance``: the one place its value lives)."""
+    if rewards is not None and reward_tolerance is None:
+        raise ValueError("training_gate: rewards given without reward_tolerance")
     from components.evaluation.answers import extract_answer  # torch and transformers load only when gating
     from components.evaluation.checkpoint import evenly_spaced
     from components.models import load_model
@@ -69,7 +72,7 @@ def training_gate(losses: list[float], model_dir: Path, gate: TrainingGateConfig
     try:
         model, processor = load_model(model_dir, model_cfg)
         checks["reloads"] = {"ok": True}
-    except Exception as exc:  # the report names the error; the gate fails below
+    except Exception as exc:  # noqa: BLE001 (any load error fails the gate; the report names it)
         checks["reloads"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     if checks["reloads"]["ok"]:
         records = evenly_spaced(bench, gate.records)

@@ -32,7 +32,6 @@ in the weighted total; the counts are logged (``rewards/<term>/unscorable``) and
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -50,14 +49,14 @@ from trl import GRPOTrainer
 from components.config import GRPOConfig, ModelConfig, RewardsConfig, TrainableConfig
 from components.curation.reverse import reverse_records
 from components.curation.schema import read_records
-from components.io import file_digest, git_commit, read_folder_digest, write_json
 from components.models import apply_trainable, build_conversation, frames_for, load_model
-from components.models.factory import DIGEST, model_digest, save_model
+from components.models.factory import save_model
 from components.models.tpe import install_tpe
-from components.rewards import check_terms, completion_text, get_reward
+from components.rewards import BoundReward, check_terms, completion_text, weighted_total
 from components.training.gate import loss_curve
 from components.training.grpo_rollouts import rollout_rewards
-from components.training.sft import ExactResume, PartLearningRates, device_args, fit
+from components.training.lineage import input_digests, write_lineage
+from components.training.sft import ExactResume, PartLearningRates, common_args, fit
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +147,17 @@ class CompletionBook(TrainerCallback):
         rows = []
         for i in picked:
             rewards = {name: v[i] for name, v in values.items()}
-            scored = [self.weights[k] * v for k, v in rewards.items() if v is not None]
+            total = weighted_total({k: [v] for k, v in rewards.items()}, self.weights)[0]
             rows.append({"step": step, "id": records[i]["id"], "completion": completion_text(completions[i]),
-                         "rewards": rewards, "reward": sum(scored) if scored else None})
+                         "rewards": rewards, "reward": total})
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"step_{step:06d}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 class BookedReward:
-    """A rollout reward (``grpo_rollouts``) whose values go to the book like a term's."""
+    """A reward function (a ``rewards.BoundReward`` term, or a rollout reward of ``grpo_rollouts``) whose values
+    go to the book: what TRL trains on is what the completions files show."""
 
     def __init__(self, fn, book: CompletionBook) -> None:
         self.fn, self.book, self.__name__ = fn, book, fn.__name__
@@ -165,24 +165,6 @@ class BookedReward:
     def __call__(self, completions: list, record: list[str], **trl_kwargs) -> list[float | None]:
         values = self.fn(completions, record, **trl_kwargs)
         self.book.add(self.__name__, completions, [json.loads(r) for r in record], values)
-        return values
-
-
-class TermReward:
-    """One ``rewards.terms`` entry as a TRL reward function. TRL passes each dataset column as a list;
-    the registry's functions read record fields (``solution``, ``answer_type``, ``options`` ...), so the
-    ``record`` column is decoded into those. ``__name__`` is what TRL logs: ``rewards/<name>/mean``."""
-
-    def __init__(self, name: str, cfg: RewardsConfig, book: CompletionBook) -> None:
-        self.name, self.cfg, self.book = name, cfg, book
-        self.fn = get_reward(name)
-        self.__name__ = name
-
-    def __call__(self, completions: list, record: list[str], **_trl_kwargs) -> list[float | None]:
-        records = [json.loads(r) for r in record]
-        columns = {key: [r.get(key) for r in records] for key in set().union(*records)}
-        values = self.fn(completions, cfg=self.cfg, **columns)
-        self.book.add(self.name, completions, records, values)
         return values
 
 
@@ -229,29 +211,18 @@ def trl_args(cfg: GRPOConfig, model_cfg: ModelConfig, weights: list[float], out:
              progress: bool) -> TRLGRPOConfig:
     vllm = use_vllm(cfg, model_cfg)
     return TRLGRPOConfig(
-        output_dir=str(out / "checkpoints"),
-        max_steps=cfg.max_steps,
+        **common_args(cfg, model_cfg, out, report_to=report_to, progress=progress),
         # One step = batch_size completions = batch_size / G prompts, generated once and trained on once
         # (TRL's generation batch defaults to this batch, so steps_per_generation = 1: on-policy).
-        per_device_train_batch_size=cfg.batch_size,
         num_generations=cfg.num_generations,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
         beta=cfg.beta,
         loss_type=cfg.loss_type,
-        learning_rate=cfg.learning_rate,
         reward_weights=weights,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        report_to=report_to,
-        **device_args(model_cfg),
         gradient_checkpointing=False,
         use_vllm=vllm,
         vllm_mode="colocate",
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
     )
 
 
@@ -290,7 +261,7 @@ def grpo_trainer(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelCo
     book = CompletionBook(Path(out) / "completions", weights, cfg.sample_completions)
     trainer = ResumableGRPOTrainer(
         model=model,
-        reward_funcs=[TermReward(name, rewards_cfg, book) for name in terms]
+        reward_funcs=[BookedReward(BoundReward(name, rewards_cfg), book) for name in terms]
         + [BookedReward(fn, book) for fn, _ in rollouts.values()],
         args=trl_args(cfg, model_cfg, list(weights.values()), Path(out), report_to=report_to, progress=progress),
         train_dataset=prompt_dataset(records, model_cfg),
@@ -321,29 +292,21 @@ def run_grpo(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelConfig
     records = grpo_records(curated, cfg)
     trainer, book = grpo_trainer(cfg, rewards_cfg, model_cfg, records, init_model, out, report_to=report_to,
                                  progress=progress)
-    inputs = {"records": file_digest(data), "init_model": folder_digest(Path(init_model)),
-              "config": {"grpo": resume_key(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)}}
-    output, seconds, resume = fit(trainer, out, inputs)
+    sources = {"records": data, "init_model": Path(init_model)}
+    digests = input_digests(sources)
+    output, seconds, resume = fit(trainer, out, {**digests, "config": {
+        "grpo": resume_key(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)}})
     model_dir = save_model(trainer.model, trainer.processing_class, out / "model")
     history = trainer.state.log_history
     curve, losses = reward_curve(history), loss_curve(history)
     last = next((e for e in reversed(history) if "reward" in e), {})
-    write_json(out / "meta.json", {
-        "stage": "grpo",
-        "config": {"grpo": asdict(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)},
-        "git_commit": git_commit(),
-        "inputs": {"records": {"path": str(data), "sha256": inputs["records"], "n_records": len(records)},
-                   "init_model": {"path": str(init_model), "init": cfg.init, "sha256": inputs["init_model"],
-                                  "digest": model_digest(init_model)}},
-        "model_digest": read_folder_digest(model_dir, DIGEST),
-        "resumed_from": resume,
-        "steps": trainer.state.global_step,
-        # strict JSON: a non-finite value (the gate's to judge) is written as null
-        "reward_curve": [x if math.isfinite(x) else None for x in curve],
-        "losses": [x if math.isfinite(x) else None for x in losses],
-        "unscorable": dict(book.unscorable),
-        "train_metrics": output.metrics,
-    })
+    config = {"grpo": asdict(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)}
+    write_lineage(out, stage="grpo", config=config, inputs=sources, digests=digests, model_dir=model_dir,
+                  n_records=len(records), resumed_from=resume, steps=trainer.state.global_step,
+                  # strict JSON: a non-finite value (the gate's to judge) is written as null
+                  reward_curve=[x if math.isfinite(x) else None for x in curve],
+                  losses=[x if math.isfinite(x) else None for x in losses],
+                  unscorable=dict(book.unscorable), train_metrics=output.metrics)
     log.info("GRPO: %d steps in %.1f s; mean reward %s -> %s", trainer.state.global_step, seconds,
              f"{curve[0]:.3f}" if curve else "-", f"{curve[-1]:.3f}" if curve else "-")
     return GRPOResult(model_dir, curve, losses, trainer.state.global_step, seconds, dict(book.unscorable), last,
@@ -354,14 +317,3 @@ def resume_key(cfg: GRPOConfig) -> dict:
     """What a checkpoint must share with this run to be resumed; the step budget, logging and gate may change."""
     return {k: v for k, v in asdict(cfg).items()
             if k not in ("max_steps", "logging_steps", "save_steps", "sample_completions", "gate")}
-
-
-def folder_digest(folder: Path) -> str:
-    """sha256 over a model folder's files (names and contents): the init checkpoint's identity for resuming
-    and lineage (a ``save_model`` folder has no meta.json of its own)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"init model folder not found: {folder}")
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(folder)}\0{file_digest(path)}\n".encode())
-    return h.hexdigest()

@@ -42,13 +42,13 @@ from trl import SFTTrainer
 
 from components.config import MODALITIES, ModelConfig, P4DConfig, TeacherConfig
 from components.curation.schema import read_records
-from components.io import file_digest, git_commit, read_folder_digest, write_json
 from components.models import apply_trainable, load_model
-from components.models.factory import DIGEST, model_digest, save_model
+from components.models.factory import save_model
 from components.teacher import Grid, Teacher, TeacherError, load_targets, load_teacher, student_grid
 from components.teacher.targets import read_index
 from components.training.callbacks import ThroughputCallback
 from components.training.gate import loss_curve
+from components.training.lineage import input_digests, write_lineage
 from components.training.sft import (
     ExactResume,
     PartLearningRates,
@@ -258,7 +258,6 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
     teacher.check_compatible(grid, modalities)
     # the SFT stage's output: it must carry the digest save_model wrote, and still match it
     model, processor = load_model(sft_model, model_cfg, for_training=True, require_digest=True)
-    sft_digest = model_digest(sft_model)
     model = apply_trainable(model, model_cfg)
     distiller = Distiller(model, teacher, cfg, grid)
     distiller.attach()
@@ -274,32 +273,18 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
         lr_scales=model_cfg.trainable.lr_scales(),
     )
     teacher.to(trainer.args.device)
-    inputs = {"records": file_digest(data), "sft_model": sft_digest,
-              "targets": _digest(Path(targets) / "index.json"),
-              "config": {"p4d": {**asdict(cfg), "train": resume_key(cfg.train)}, "model": asdict(model_cfg)}}
+    sources = {"records": data, "sft_model": Path(sft_model), "targets": Path(targets) / "index.json"}
+    digests = input_digests(sources)
+    inputs = {**digests, "config": {"p4d": {**asdict(cfg), "train": resume_key(cfg.train)}, "model": asdict(model_cfg)}}
     output, seconds, resume = fit(trainer, out, inputs)
     distiller.detach()  # training-only modules go: the export is the base architecture
     model_dir = save_model(trainer.model, processor, out / "model")
     losses = loss_curve(trainer.state.log_history)
     curve = p4d_log.curve
-    write_json(out / "meta.json", {
-        "stage": "p4d",
-        "config": {"p4d": asdict(cfg), "teacher": asdict(teacher_cfg), "model": asdict(model_cfg)},
-        "git_commit": git_commit(),
-        "inputs": {"records": {"path": str(data), "sha256": file_digest(data)},
-                   "sft_model": {"path": str(sft_model), "digest": sft_digest}, "teacher": {"path": str(teacher_dir)},
-                   "targets": {"path": str(targets), "teacher": index.get("teacher")}},
-        "model_digest": read_folder_digest(model_dir, DIGEST),
-        "resumed_from": resume,
-        "steps": trainer.state.global_step,
-        "losses": losses,
-        "distill_curve": curve,
-        "train_metrics": output.metrics,
-    })
+    write_lineage(out, stage="p4d", config={"p4d": asdict(cfg), "teacher": asdict(teacher_cfg), "model": asdict(model_cfg)},
+                  inputs=sources, digests=digests, model_dir=model_dir, teacher={"path": str(teacher_dir)},
+                  targets_teacher=index.get("teacher"), resumed_from=resume, steps=trainer.state.global_step,
+                  losses=losses, distill_curve=curve, train_metrics=output.metrics)
     return P4DResult(model_dir, losses, trainer.state.global_step, seconds,
                      output.metrics.get("train_samples_per_second", math.nan), output.metrics, curve,
                      sorted(depth_dir.glob("step_*.npz")))
-
-
-def _digest(path: Path) -> str | None:
-    return file_digest(path) if path.is_file() else None

@@ -29,21 +29,19 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
-from components.config import ModelConfig, SFTConfig
+from components.config import GRPOConfig, ModelConfig, SFTConfig
 from components.curation.schema import read_records
 from components.io import (
     check_folder_digest,
-    file_digest,
-    git_commit,
-    read_folder_digest,
     write_json,
 )
 from components.models import apply_trainable, load_model, scale_part_learning_rates
-from components.models.factory import DIGEST, load_checkpoint_weights, model_digest, save_model
+from components.models.factory import DIGEST, load_checkpoint_weights, save_model
 from components.models.inputs import encode_batch
 from components.tracking.callback import use_filtered_mlflow_callback
 from components.training.callbacks import CheckpointDigest, ThroughputCallback
 from components.training.gate import loss_curve
+from components.training.lineage import input_digests, write_lineage
 
 log = logging.getLogger(__name__)
 
@@ -107,38 +105,33 @@ class ResumableSFTTrainer(ExactResume, PartLearningRates, SFTTrainer):
     """TRL's SFTTrainer, resuming exactly, a learning rate per part."""
 
 
-def device_args(model_cfg: ModelConfig) -> dict:
-    """TRL defaults to bf16 (and gradient checkpointing); neither helps (or works) on a CPU."""
+def common_args(cfg: SFTConfig | GRPOConfig, model_cfg: ModelConfig, out: Path, *, report_to: str,
+                progress: bool) -> dict:
+    """The TRL arguments SFT, P4D and GRPO set alike: where checkpoints go, the step budget, logging, the
+    device. TRL defaults to bf16 (and gradient checkpointing); neither helps (or works) on a CPU."""
     cuda = torch.cuda.is_available()
-    return {"use_cpu": not cuda, "bf16": cuda and model_cfg.dtype == "bfloat16"}
+    return {
+        "output_dir": str(out / "checkpoints"), "max_steps": cfg.max_steps, "per_device_train_batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate, "logging_steps": cfg.logging_steps, "save_steps": cfg.save_steps,
+        "save_total_limit": 2, "seed": cfg.seed, "report_to": report_to, "use_cpu": not cuda,
+        "bf16": cuda and model_cfg.dtype == "bfloat16", "dataloader_num_workers": 0, "disable_tqdm": not progress,
+    }
 
 
 def trl_args(cfg: SFTConfig, model_cfg: ModelConfig, out: Path, *, report_to: str, progress: bool) -> TRLSFTConfig:
-    cuda = torch.cuda.is_available()
     return TRLSFTConfig(
-        output_dir=str(out / "checkpoints"),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
+        **common_args(cfg, model_cfg, out, report_to=report_to, progress=progress),
         gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=int(cfg.warmup_ratio * cfg.max_steps),
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        report_to=report_to,
-        **device_args(model_cfg),
-        gradient_checkpointing=cfg.gradient_checkpointing and cuda,
+        gradient_checkpointing=cfg.gradient_checkpointing and torch.cuda.is_available(),
         deepspeed=cfg.deepspeed or None,
         # Our collator builds inputs and labels from the records: TRL must not tokenise or drop the column.
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
         max_length=None,
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
     )
 
 
@@ -157,25 +150,15 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
         processing_class=processor, callbacks=[ThroughputCallback(cfg.batch_size * cfg.grad_accum), *callbacks],
         lr_scales=model_cfg.trainable.lr_scales(),
     )
-    base_digest = model_digest(base_model)
-    inputs = {"records": file_digest(data), "base_model": _meta_digest(Path(base_model)), "base_digest": base_digest,
-              "config": {"sft": resume_key(cfg), "model": asdict(model_cfg)}}
-    output, seconds, resume = fit(trainer, Path(out), inputs)
+    sources = {"records": data, "base_model": Path(base_model)}
+    digests = input_digests(sources)
+    output, seconds, resume = fit(trainer, Path(out), {**digests,
+                                                       "config": {"sft": resume_key(cfg), "model": asdict(model_cfg)}})
     model_dir = save_model(trainer.model, processor, Path(out) / "model")  # LoRA merged: base architecture
     losses = loss_curve(trainer.state.log_history)
-    write_json(Path(out) / "meta.json", {
-        "stage": "sft",
-        "config": {"sft": asdict(cfg), "model": asdict(model_cfg)},
-        "git_commit": git_commit(),
-        "inputs": {"records": {"path": str(data), "sha256": file_digest(data)},
-                   "base_model": {"path": str(base_model), "meta": _meta_digest(Path(base_model)),
-                                  "digest": base_digest}},
-        "model_digest": read_folder_digest(model_dir, DIGEST),
-        "resumed_from": resume,
-        "steps": trainer.state.global_step,
-        "losses": losses,
-        "train_metrics": output.metrics,
-    })
+    write_lineage(Path(out), stage="sft", config={"sft": asdict(cfg), "model": asdict(model_cfg)}, inputs=sources,
+                  digests=digests, model_dir=model_dir, resumed_from=resume, steps=trainer.state.global_step,
+                  losses=losses, train_metrics=output.metrics)
     return TrainResult(model_dir, losses, trainer.state.global_step, seconds,
                        output.metrics.get("train_samples_per_second", math.nan), output.metrics)
 
@@ -250,8 +233,3 @@ def last_whole_checkpoint(checkpoints: Path) -> Path | None:
                         checkpoint, exc)
             shutil.rmtree(checkpoint)
     return None
-
-
-def _meta_digest(model_dir: Path) -> str | None:
-    meta = model_dir / "meta.json"
-    return file_digest(meta) if meta.is_file() else None

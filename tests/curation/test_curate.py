@@ -73,7 +73,7 @@ def test_two_phrasings_share_a_question(records):
     region = [r for r in rows if r["prompt_variant"] == "region"]
     assert region, "no region-prompted records"
     for r in region:
-        twin = [x for x in by_qid[r["qid"]] if x["prompt_variant"] == "name"][0]
+        twin = next(x for x in by_qid[r["qid"]] if x["prompt_variant"] == "name")
         assert twin["answer"] == r["answer"] and twin["options"] == r["options"]
         assert "<R" in r["question"] and "<R" not in twin["question"]
         for reg in r["regions"]:
@@ -98,7 +98,7 @@ def test_frames_and_timestamps(records):
 
 
 def test_stats_and_exports(smoke_curated, records):
-    out, stats = smoke_curated
+    out, _ = smoke_curated
     on_disk = json.loads((out / "stats.json").read_text())
     assert on_disk["records"] == {s: len(records[s]) for s in SPLITS}
     assert on_disk["label_agreement"]["overall"]["mc_n"] > 0

@@ -1,7 +1,8 @@
-"""The registry, name checks, TRL binding and the weighted total (None handling) on literal inputs."""
+"""The registry, name checks, the TRL binder and the weighted total (None handling) on literal inputs."""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from components.config import RewardsConfig, RewardTerm, load_params
 from components.io import read_jsonl
-from components.rewards import REGISTRY, BoundReward, bind, check_terms, get_reward, score
+from components.rewards import REGISTRY, BoundReward, check_terms, get_reward, score
 
 from .test_spatiotemporal import CAMERA_ONLY, GOOD, OPTIONS, SOLUTION, cot
 
@@ -111,14 +112,15 @@ def test_score_names_a_missing_column() -> None:
         score([GOOD], [{"options": OPTIONS, "answer": "B", "solution": SOLUTION}], RewardsConfig())
 
 
-def test_bind_gives_trl_named_picklable_rewards() -> None:
-    funcs, weights = bind(RewardsConfig())
+def test_bound_rewards_are_trl_named_picklable_functions() -> None:
+    funcs = [BoundReward(t.name, RewardsConfig()) for t in RewardsConfig().terms]
     assert [f.__name__ for f in funcs] == ["format", "accuracy", "camera", "object"]
-    assert weights == [0.2, 0.6, 0.1, 0.1]
-    # TRL's call: prompts, completions, completion_ids and every dataset column, per completion.
-    columns = {k: [v] for k, v in MC_RECORD.items()}
-    got = [f(prompts=["p"], completions=[GOOD], completion_ids=[[1]], trainer_state=None, **columns)[0] for f in funcs]
+    # TRL's call: prompts, completions, completion_ids and every dataset column, per completion; GRPO's
+    # dataset has one column, the record as JSON.
+    trl = {"prompts": ["p"], "completion_ids": [[1]], "trainer_state": None}
+    got = [f(completions=[GOOD], record=[json.dumps(MC_RECORD)], **trl)[0] for f in funcs]
     assert got == [pytest.approx(1.0)] * 4
+    columns = {k: [v] for k, v in MC_RECORD.items()}
     clone = pickle.loads(pickle.dumps(funcs[1]))
     assert clone.__name__ == "accuracy" and clone([GOOD], **columns) == [1.0]
     with pytest.raises(ValueError, match="unknown reward"):

@@ -43,7 +43,7 @@ def test_p4d_trains_the_student_and_exports_the_base_architecture_only(trained, 
     assert len(result.depth_snapshots) == 2  # the student's depth beside the teacher's (4D-RGPT Fig. 5)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["stage"] == "p4d" and meta["steps"] == 8
-    assert meta["inputs"]["sft_model"]["digest"] == model_digest(base) is not None  # lineage, by digest
+    assert meta["inputs"]["sft_model"]["sha256"] == model_digest(base) is not None  # lineage, by digest
 
 
 def test_distillation_gradients_reach_the_student_not_the_teacher(smoke_params, smoke_curated, base, teacher_and_targets):

@@ -49,12 +49,12 @@ def test_lineage_records_the_model_digests(trained, base):
     """meta.json names the exact base model it started from and the model it wrote, by their digests."""
     result, out = trained
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["inputs"]["base_model"]["digest"] == model_digest(base) is not None
+    assert meta["inputs"]["base_model"]["sha256"] == model_digest(base) is not None
     assert meta["model_digest"] == check_folder_digest(result.model_dir, DIGEST)
 
 
 def test_sft_resumes_from_the_last_checkpoint(trained, smoke_params, smoke_curated, base):
-    result, out = trained
+    _, out = trained
     curated, _ = smoke_curated
     cfg = replace(smoke_params.sft, max_steps=14, batch_size=4, logging_steps=2, save_steps=6)
     resumed = run_sft(cfg, smoke_params.model, curated, base, out, progress=False)
