@@ -54,10 +54,10 @@ def render_as_tasks(cfg: ScenesConfig, out: Path) -> list[Path]:
     return [Path(p) for p in gather(render_one.map(unmapped(cfg), range(cfg.num_clips), unmapped(out)), "render")]
 
 
-def run_curation(params: Params, clips_root: Path, out: Path, root: Path) -> dict:
+def run_curation(params: Params, clips_root: Path, out: Path, root: Path, metrics_file: Path | None = None) -> dict:
     clips = list_clips(clips_root)
     results = gather(curate_one.map(clips, unmapped(params.curation), unmapped(out)), "curate")
-    return stages.curate(params, clips_root, out, root=root, results=results)
+    return stages.curate(params, clips_root, out, root=root, results=results, metrics_file=metrics_file)
 
 
 def curation_markdown(stats: dict, gate_summary: str, prior_summary: str = "") -> str:
@@ -82,8 +82,9 @@ def curation(params_path: str = "params.yaml", overrides: list[str] | None = Non
     """Render (embedded default), curate and validate; returns the curation stats."""
     params, root = params_from(params_path, overrides)
     data, reports = Path(data_root), Path(reports_root)
-    stages.scenes(params, data / "scenes", root=root, render=render_as_tasks)
-    stats = run_curation(params, data / "scenes", data / "curated", root)
+    # the same metrics files as the DVC stages: a flow run and `dvc repro` leave the same reports/
+    stages.scenes(params, data / "scenes", root=root, render=render_as_tasks, metrics_file=reports / "scenes.json")
+    stats = run_curation(params, data / "scenes", data / "curated", root, metrics_file=reports / "curation.json")
     report = validate_task(params, data / "curated", reports / "quality", root)
     prior = prior_gate_task(params, data / "curated", reports / "quality", root)
     create_markdown_artifact(key="curation-summary",

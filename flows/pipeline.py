@@ -28,7 +28,7 @@ def pipeline(params_path: str = "params.yaml", overrides: list[str] | None = Non
     params, root = params_from(params_path, overrides)
     with pipeline_run("pipeline", params.tracking, root, params=to_dict(params)) as parent:
         stats = curation(params_path, overrides, data_root, reports_root)
-        checkpoints = training(params_path, overrides, data_root, models_root)
+        checkpoints = training(params_path, overrides, data_root, models_root, reports_root)
         table = evaluation(checkpoints, params_path, overrides, data_root, reports_root)
         summary = (
             f"{table}\n\n"

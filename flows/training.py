@@ -45,8 +45,8 @@ def sft_text_only_task(params_path: str, overrides: list[str] | None, curated: P
 
 
 @task(cache_policy=NO_CACHE)
-def teacher_task(params: Params, curated: Path, out: Path, root: Path) -> Path:
-    return stages.teacher(params, curated, out, root=root)
+def teacher_task(params: Params, curated: Path, out: Path, root: Path, metrics_file: Path) -> Path:
+    return stages.teacher(params, curated, out, root=root, metrics_file=metrics_file)
 
 
 @task(cache_policy=NO_CACHE)
@@ -67,7 +67,7 @@ def grpo_task(params: Params, curated: Path, init: Path, out: Path, root: Path) 
 
 @flow(name="training", log_prints=True)
 def training(params_path: str = "params.yaml", overrides: list[str] | None = None, data_root: str = "data",
-             models_root: str = "models") -> dict[str, str]:
+             models_root: str = "models", reports_root: str = "reports") -> dict[str, str]:
     """Returns the checkpoints by name, for the evaluation flow (``sft_text_only``: the text-only control)."""
     params, root = params_from(params_path, overrides)
     curated, models = Path(data_root) / "curated", Path(models_root)
@@ -75,7 +75,7 @@ def training(params_path: str = "params.yaml", overrides: list[str] | None = Non
     text_only = sft_text_only_task.submit(params_path, overrides, curated, base, models / "sft_text_only")
     sft = sft_task(params, curated, base, models / "sft", root)
     sft_text_only = text_only.result()
-    teacher = teacher_task(params, curated, models / "teacher", root)
+    teacher = teacher_task(params, curated, models / "teacher", root, Path(reports_root) / "teacher.json")
     targets = teacher_targets_task(params, curated, teacher, Path(data_root) / "teacher_targets", root)
     p4d = p4d_task(params, curated, sft, teacher, targets, models / "p4d", root)
     grpo = grpo_task(params, curated, stages.grpo_init(params, models), models / "grpo", root)

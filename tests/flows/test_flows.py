@@ -47,6 +47,12 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     assert gate["success"] is True
     assert json.loads((tmp_path / "reports/quality/prior_report.json").read_text())["success"] is True
     assert (tmp_path / "data/curated/bench.jsonl").stat().st_size > 0
+    # the DVC stages' metrics files too, and they describe this run's data
+    stats = json.loads((tmp_path / "data/curated/stats.json").read_text())
+    curation = json.loads((tmp_path / "reports/curation.json").read_text())
+    assert curation["records.sft"] == stats["records"]["sft"]
+    assert json.loads((tmp_path / "reports/scenes.json").read_text())["clips"] > 0
+    assert set(json.loads((tmp_path / "reports/teacher.json").read_text())) == {"heldout", "baselines"}
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("mllm4d").experiment_id])
