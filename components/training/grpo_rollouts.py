@@ -28,7 +28,7 @@ from components.config import ModelConfig, RewardsConfig
 from components.curation.reverse import reverse_record
 from components.models.generation import generate_texts
 from components.models.inputs import frame_indices
-from components.rewards import get_reward
+from components.rewards import BoundReward, record_columns
 from components.rewards.consistency import consistency_reward
 from components.rewards.temporal import temporal_bonus
 
@@ -86,12 +86,11 @@ class TemporalContrastReward(_PolicyRollouts):
                  max_new_tokens: int, temperature: float, seed: int) -> None:
         super().__init__(model_cfg, max_new_tokens, temperature)
         self.cfg, self.num_generations = rewards_cfg, num_generations
-        self.accuracy = get_reward("accuracy")
+        self.accuracy = BoundReward("accuracy", rewards_cfg)
         self.rng = np.random.default_rng(seed)
 
     def _accuracy(self, completions: list, records: list[dict]) -> list[float | None]:
-        columns = {key: [r.get(key) for r in records] for key in set().union(*records)}
-        return self.accuracy(completions, cfg=self.cfg, **columns)
+        return self.accuracy(completions, **record_columns(records))
 
     def __call__(self, completions: list, record: list[str], **_trl_kwargs) -> list[float]:
         out = [0.0] * len(completions)
