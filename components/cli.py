@@ -98,6 +98,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--work", type=Path, default=Path("experiments"), help="data and models of the runs")
     s.add_argument("--reports", type=Path, default=Path("reports/experiments"))
 
+    s = sub.add_parser("ingest", help="a real stereo recording (folder, karlsruhe, kitti, stereo4d) -> clips")
+    s.add_argument("--format", required=True, metavar="FORMAT",
+                   help="the recording's layout: folder, karlsruhe, kitti or stereo4d (docs/sources.md)")
+    s.add_argument("src", type=Path, help="the recording's root (a KITTI ..._sync drive folder, ...)")
+    s.add_argument("--out", type=Path, required=True, help="clip root to write into (e.g. data/real)")
+    s.add_argument("--window", type=int, default=16, help="frames per clip (default: 16)")
+    s.add_argument("--stride", type=int, help="frames between clip starts (default: the window)")
+    s.add_argument("--no-poses", action="store_true", help="write no camera poses (poses: null)")
+
     s = sub.add_parser("pipeline", help="the whole chain as a Prefect flow, one MLflow parent run")
     s.add_argument("--data", type=Path, default=Path("data"), help="data root (scenes/, curated/)")
     s.add_argument("--reports", type=Path, default=Path("reports"))
@@ -197,6 +206,15 @@ def _compare(params: Params, args: argparse.Namespace, kw: dict) -> str:
     return table
 
 
+def _ingest(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    from components.sources.ingest import ingest  # cv2 readers load only for this command
+
+    summary = ingest(args.format, args.src, args.out, window=args.window, stride=args.stride,
+                     poses=not args.no_poses)
+    return (f"ingested {summary['clips']} clips of {summary['window']} frames from {args.src} into {args.out} "
+            f"({summary['frames_dropped']} of {summary['frames']} frames dropped; poses: {summary['pose_source']})")
+
+
 def _experiments(params: Params, args: argparse.Namespace, kw: dict) -> str:
     return _run_flow("experiments", tables=args.tables, params_path=str(args.params),
                      overrides=list(args.overrides), work_root=str(args.work), reports_root=str(args.reports))
@@ -211,7 +229,7 @@ HANDLERS: dict[str, Handler] = {
     "scenes": _scenes, "curate": _curate, "validate": _validate, "prior-gate": _prior_gate,
     "base-model": _base_model, "sft": _sft, "sft-text-only": _sft_text_only, "teacher": _teacher,
     "teacher-targets": _teacher_targets, "p4d": _p4d, "grpo": _grpo, "evaluate": _evaluate, "compare": _compare,
-    "experiments": _experiments, "pipeline": _pipeline,
+    "experiments": _experiments, "pipeline": _pipeline, "ingest": _ingest,
 }
 
 

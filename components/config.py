@@ -117,10 +117,34 @@ class ScenesConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """Where the clips come from (the ``scenes`` stage): the synthetic renderer (the embedded default, the
+    ``scenes`` section) or a real stereo dataset read by ``components.sources`` and cut into clips."""
+
+    format: Literal["synthetic", "folder", "karlsruhe", "kitti", "stereo4d"] = "synthetic"
+    root: str = ""  # the dataset's folder (a real format only)
+    window: int = 16  # frames per clip
+    stride: int | None = None  # frames between clip starts (None: the window, no overlap)
+    poses: bool = True  # false: drop the dataset's poses, so that they are estimated from the video
+
+    def __post_init__(self) -> None:
+        if self.format != "synthetic" and not self.root:
+            raise ParamsError(f"source.root is empty: the {self.format} format reads a dataset folder; set "
+                              "source.root to it (or source.format: synthetic for the rendered clips)")
+        if self.window < 2:
+            raise ParamsError("source.window must be >= 2 frames")
+        if self.stride is not None and self.stride < 1:
+            raise ParamsError("source.stride must be >= 1 (or null: the window)")
+
+
+@dataclass(frozen=True)
 class StereoConfig:
     """The disparity estimator (``components.curation.stereo``)."""
 
     max_disparity: int = 64
+    # The nearest depth to resolve (m): a clip whose fx * baseline / min_depth_m exceeds max_disparity gets that
+    # wider search (rounded up to 16), so full-resolution driving stereo (fx 645 px, 0.57 m) sees cars at 2.5 m.
+    min_depth_m: float = 2.5
     block_size: int = 5
     # Left-right consistency: a pixel whose left and right disparities differ by more than this is invalid.
     lr_max_diff: float = 1.0
@@ -134,6 +158,8 @@ class StereoConfig:
             raise ParamsError("curation.stereo.max_disparity must be a positive multiple of 16 (OpenCV SGBM)")
         if self.block_size < 1 or self.block_size % 2 == 0:
             raise ParamsError("curation.stereo.block_size must be odd and >= 1")
+        if not self.min_depth_m > 0:
+            raise ParamsError("curation.stereo.min_depth_m must be > 0")
 
 
 @dataclass(frozen=True)
@@ -159,6 +185,163 @@ class ThresholdsConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    """Moving-object discovery (``components.curation.discovery``). Pixel sizes are for the frame as given."""
+
+    # Frames are compared with the ones this many seconds before and after (at least one frame apart):
+    # slow objects need a longer interval to move further than the noise.
+    pair_interval_s: float = 0.3
+    blur_sigma: float = 1.0  # px: pre-smoothing of the grey images (widens the linear range of the residual)
+    # Noise model of the residual: camera noise (grey levels), the warp's error apart from depth (px: pose
+    # and interpolation) and the stereo disparity error (px), which moves a predicted pixel by its parallax
+    # times the relative depth error.
+    intensity_noise: float = 2.0
+    warp_noise_px: float = 0.3
+    disparity_noise_px: float = 0.25
+    # A pixel moves when its residual, in units of that noise, exceeds this in both neighbouring pairs.
+    residual_sigmas: float = 2.5
+    # Motion in depth: the predicted depth of a still point against the depth measured where it should
+    # be, in standard deviations of the stereo depth error (0 disables the depth test).
+    depth_sigmas: float = 4.0
+    # Absorb a global image shift left after the warp (one Lucas-Kanade translation step on the whole
+    # frame): the rotation error of visually estimated poses.
+    compensate_pose_error: bool = True
+    open_px: int = 3  # morphological opening (removes speckle), then closing (fills an object's holes)
+    close_px: int = 7
+    min_area: float = 0.0015  # fraction of the frame: smaller regions are noise
+    depth_jump: float = 0.06  # relative depth step between neighbouring pixels that splits a region in 3D
+    refine_px: int = 3  # regions snap to the pixels at their depth within this distance (0: no refinement)
+    max_object_speed: float = 5.0  # m/s: the 3D gate of frame-to-frame association (plus ``gate_margin_m``)
+    gate_margin_m: float = 0.5
+    # A track moves when its fitted speed exceeds ``thresholds.still_speed`` by this many standard errors of the fit.
+    speed_sigmas: float = 3.0
+    max_gap: int = 3  # frames a track may go unseen; gaps are filled by shifting the nearest mask
+    min_track_frames: int = 3  # a track must be observed in at least max(this, fraction * T) frames
+    min_track_fraction: float = 0.25
+    # Keep tracks found still (rotating in place, or clutter at depth edges) with ``moving`` False.
+    keep_still: bool = False
+    # Large static objects (parked cars, poles, shelters...): per frame the ground plane is fitted (RANSAC on
+    # the lower image half), the 3D points in a height band above it and nearer than ``static_max_depth_m``
+    # (where stereo is reliable) are binned on a bird's-eye grid of ``static_cell_m`` cells and split into
+    # blobs; blobs of object size are linked over the clip by their constant WORLD position (``static_gate_m``
+    # plus 5% of the depth) and kept when seen in ``static_min_track_fraction`` of the frames. They get the
+    # ids after the moving objects, ``moving`` False; at most ``static_max_objects`` (longest seen, largest).
+    static_objects: bool = True
+    static_max_depth_m: float = 30.0
+    static_min_height_m: float = 0.3  # height band above the ground plane (m): below it is road / curb
+    static_max_height_m: float = 4.0  # above it: canopies, upper floors
+    static_ground_tolerance_m: float = 0.15  # RANSAC inlier distance to the plane
+    static_cell_m: float = 0.25
+    static_min_size_m: float = 0.3  # horizontal extent of a blob (its longest side on the grid)
+    static_max_size_m: float = 6.0  # wider: a facade, a wall, a row of cars
+    static_min_object_height_m: float = 0.8  # a blob needs a point this high (curbs, ground noise stay low)
+    static_min_area: float = 0.002  # fraction of the frame, per frame
+    static_max_area: float = 0.25  # larger blobs are backdrop, not objects
+    static_gate_m: float = 1.5
+    static_min_track_fraction: float = 0.5
+    static_max_objects: int = 6
+
+    def __post_init__(self) -> None:
+        for name in ("pair_interval_s", "intensity_noise", "warp_noise_px", "disparity_noise_px",
+                     "residual_sigmas", "max_object_speed", "depth_jump"):
+            if not getattr(self, name) > 0:
+                raise ParamsError(f"curation.discovery.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("blur_sigma", "depth_sigmas", "gate_margin_m", "open_px", "close_px", "refine_px", "max_gap"):
+            if getattr(self, name) < 0:
+                raise ParamsError(f"curation.discovery.{name} must be >= 0 (0 disables it), got {getattr(self, name)!r}")
+        if not 0 < self.min_area < 1:
+            raise ParamsError(f"curation.discovery.min_area is a fraction of the frame: in (0, 1), got {self.min_area}")
+        if self.min_track_frames < 1 or not 0 <= self.min_track_fraction <= 1:
+            raise ParamsError("curation.discovery needs min_track_frames >= 1 and min_track_fraction in [0, 1]")
+        for name in ("static_max_depth_m", "static_max_height_m", "static_ground_tolerance_m", "static_cell_m",
+                     "static_max_size_m", "static_gate_m"):
+            if not getattr(self, name) > 0:
+                raise ParamsError(f"curation.discovery.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.static_min_height_m < self.static_max_height_m:
+            raise ParamsError("curation.discovery needs 0 <= static_min_height_m < static_max_height_m, got "
+                              f"{self.static_min_height_m} and {self.static_max_height_m}")
+        if not 0 <= self.static_min_size_m < self.static_max_size_m or self.static_min_object_height_m < 0:
+            raise ParamsError("curation.discovery needs 0 <= static_min_size_m < static_max_size_m and "
+                              "static_min_object_height_m >= 0")
+        if not 0 < self.static_min_area < self.static_max_area <= 1:
+            raise ParamsError("curation.discovery needs 0 < static_min_area < static_max_area <= 1 (fractions of "
+                              f"the frame), got {self.static_min_area} and {self.static_max_area}")
+        if not 0 <= self.static_min_track_fraction <= 1 or self.static_max_objects < 0:
+            raise ParamsError("curation.discovery needs static_min_track_fraction in [0, 1] and "
+                              "static_max_objects >= 0")
+
+
+@dataclass(frozen=True)
+class OdometryConfig:
+    """Stereo visual odometry (``estimate_poses``). Pixel thresholds are in pixels of the input frames."""
+
+    # Corners tracked at once, their minimum spacing (spreads them over the frame: a well-spread set
+    # conditions the pose better than a larger clumped one) and goodFeaturesToTrack's quality level
+    # (a fraction of the strongest corner's score; low, because rendered ground and real asphalt have weak
+    # but trackable texture, and bad corners are caught by the forward-backward checks and RANSAC).
+    max_features: int = 400
+    feature_spacing_px: int = 5
+    quality_level: float = 0.002
+    # Corners are tracked from the last keyframe's image (no drift along a track), and a frame becomes the
+    # keyframe when its inliers fall below ``keyframe_ratio`` of the keyframe's 3D points, or
+    # ``keyframe_gap`` frames after the last one (the patches' appearance changes as the camera moves).
+    # A new keyframe gets new corners when fewer than ``redetect_ratio`` x ``max_features`` are tracked.
+    keyframe_ratio: float = 0.7
+    keyframe_gap: int = 8
+    redetect_ratio: float = 0.8
+    # Pyramidal Lucas-Kanade window (odd) and pyramid levels for tracking in time (seeded by the
+    # constant-velocity prediction, so the residual motion is small), and the levels for the stereo match
+    # of a corner without any disparity guess (it must reach the largest disparity from zero).
+    lk_window: int = 7
+    lk_levels: int = 3
+    stereo_levels: int = 4
+    # A track (left t -> t+1) or stereo match (left -> right) survives only if tracking back lands within
+    # this many pixels of where it started.
+    fb_max_px: float = 0.5
+    # Rectified stereo: a right match more than this many rows off the left one is a mismatch.
+    max_row_px: float = 1.0
+    # Stereo matches with a smaller disparity are too far to triangulate (depth error grows as 1 / d^2).
+    min_disparity_px: float = 1.0
+    # Frame to frame: P3P RANSAC on the left image (threshold, iterations), then Gauss-Newton on the
+    # reprojection error in both images; a track whose error (pixels, RMS over its left u, v and right u)
+    # exceeds ``inlier_px`` is an outlier (a moving object, a drifted track) and is dropped for good.
+    ransac_px: float = 2.0
+    ransac_iterations: int = 100
+    inlier_px: float = 1.0
+    # Huber scale of the robust losses (pixels): errors beyond it count linearly, not quadratically.
+    huber_px: float = 0.5
+    # Fewer inlier tracks than this between two frames: the motion is not measured, OdometryError.
+    min_inliers: int = 30
+    # Bundle adjustment (poses and points, reprojection error in both images, Levenberg-Marquardt) over
+    # windows of this many frames, half overlapping; 0 turns it off (frame-to-frame poses only).
+    ba_window: int = 0
+    ba_iterations: int = 8
+
+    def __post_init__(self) -> None:
+        if self.lk_window < 3 or self.lk_window % 2 == 0:
+            raise ParamsError(f"curation.odometry.lk_window must be odd and >= 3, got {self.lk_window}")
+        if self.min_inliers < 6:
+            raise ParamsError(f"curation.odometry.min_inliers must be >= 6 (a pose has 6 unknowns), got {self.min_inliers}")
+        if self.max_features < self.min_inliers:
+            raise ParamsError("curation.odometry.max_features must be >= min_inliers")
+        if self.keyframe_gap < 1:
+            raise ParamsError(f"curation.odometry.keyframe_gap must be >= 1 frame, got {self.keyframe_gap}")
+        for name in ("keyframe_ratio", "redetect_ratio"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ParamsError(f"curation.odometry.{name} must be in (0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.redetect_ratio <= 1.0:
+            raise ParamsError(f"curation.odometry.redetect_ratio must be in (0, 1], got {self.redetect_ratio}")
+        if self.ba_window != 0 and self.ba_window < 3:
+            raise ParamsError(f"curation.odometry.ba_window must be 0 (off) or >= 3 frames, got {self.ba_window}")
+        for name in ("fb_max_px", "max_row_px", "ransac_px", "inlier_px", "huber_px", "quality_level"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ParamsError(f"curation.odometry.{name} must be finite and > 0, got {value}")
+        if not (math.isfinite(self.min_disparity_px) and self.min_disparity_px >= 0):
+            raise ParamsError(f"curation.odometry.min_disparity_px must be finite and >= 0, got {self.min_disparity_px}")
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     sft: float = 0.6
     rft: float = 0.2
@@ -181,6 +364,8 @@ class CurationConfig:
     numeric_fraction: float = 0.25
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
     stereo: StereoConfig = field(default_factory=StereoConfig)
+    odometry: OdometryConfig = field(default_factory=OdometryConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     workers: int = 2
 
@@ -607,6 +792,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class Params:
+    source: SourceConfig = field(default_factory=SourceConfig)
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     curation: CurationConfig = field(default_factory=CurationConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def log_scenes(run: RunHandle, params: Params, clips: list[Path], seconds: float) -> dict:
-    from components.sources.clip import frame_name, read_rgb
+    from components.sources.clip import frame_name, read_meta, read_rgb
 
-    frames = len(clips) * params.scenes.num_frames
+    frames = sum(read_meta(clip).num_frames for clip in clips)
     metrics = {"clips": len(clips), "stereo_frames": frames, "render_s": seconds,
                "render_frames_per_s": frames / seconds if seconds else 0.0}
     run.log_metrics(metrics)
@@ -42,12 +42,25 @@ def log_scenes(run: RunHandle, params: Params, clips: list[Path], seconds: float
 
 def scenes(params: Params, out: Path, *, root: Path, metrics_file: Path | None = None, progress: bool = True,
            render: Callable[[ScenesConfig, Path], list[Path]] | None = None) -> list[Path]:
-    """Render the synthetic stereo clips into ``out``; ``render`` lets a flow fan the clips out as tasks."""
+    """The clips every later stage reads, into ``out``: rendered (``source.format: synthetic``, the embedded
+    default; ``render`` lets a flow fan the clips out as tasks) or cut from a real stereo dataset
+    (``source.root``, read by ``components.sources``), which then replace ``out`` whole."""
     from components.scenes import render_scenes
 
-    with stage_run("scenes", params.tracking, root, params={"scenes": asdict(params.scenes)}) as run:
+    source = params.source
+    with stage_run("scenes", params.tracking, root,
+                   params={"source": asdict(source), "scenes": asdict(params.scenes)}) as run:
         start = time.perf_counter()
-        if render is None:
+        if source.format != "synthetic":
+            from components.io import atomic_dir
+            from components.sources.clip import list_clips
+            from components.sources.ingest import ingest
+
+            with atomic_dir(out) as tmp:
+                ingest(source.format, Path(source.root), tmp, window=source.window, stride=source.stride,
+                       poses=source.poses)
+            clips = list_clips(out)
+        elif render is None:
             clips = render_scenes(params.scenes, out, workers=params.curation.workers, progress=progress)
         else:
             clips = render(params.scenes, out)

@@ -198,19 +198,21 @@ def _records(it: Labelled, spec: QuestionSpec, options: list[str], answer, answe
             "label_source": it.label_source,
             "depth_source": "stereo (SGBM + left-right check + sub-pixel refinement + hole filling)",
             "pose_source": clip.pose_source,
+            "object_source": clip.object_source,
             "gt_answer": answer if it.label_source == "ground_truth" else other_answer,
             "estimated_answer": other_answer if it.label_source == "ground_truth" else answer,
             "agrees_with_gt": agrees,
             "static": spec.category in STATIC_CATEGORIES,
         },
     }
-    variants = [("name", spec.by_name, [])]
+    variants = [("name", spec.by_name, [])] if spec.by_name is not None else []
     if spec.by_region is not None and all(i in tokens for i in spec.object_ids):
         def sub(m: re.Match) -> str:
             return tokens[spec.object_ids[int(m.group(1)) - 1]]
 
         question = _PLACEHOLDER.sub(sub, spec.by_region)
-        regions = [{"token": tokens[i], "object_id": i, "label": clip.labels[i], **clip.regions[i]}
+        regions = [{"token": tokens[i], "object_id": i, "label": clip.labels[i] or "unnamed (discovered)",
+                    **clip.regions[i]}
                    for i in spec.object_ids]
         variants.append(("region", question, regions))
     records = []

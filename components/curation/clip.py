@@ -35,7 +35,7 @@ from components.curation.geometry import (
     yaw_rate,
 )
 from components.curation.regions import encode_som, mask_box, rle_encode, som_relpath
-from components.curation.stereo import disparity_to_depth, estimate_disparity
+from components.curation.stereo import disparity_range, disparity_to_depth, estimate_disparity
 from components.sources.clip import ClipError, ClipMeta, frame_name, read_mask, read_meta, read_rgb
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class ClipResult:
     # For the ST-CoT: camera and object centers at the first and last sampled frame, per geometry source.
     centers: dict[str, dict] = field(default_factory=dict)
     pose_source: str = ""
+    object_source: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     stereo_frames: int = 0
     center_errors_m: list[float] = field(default_factory=list)  # estimated vs GT object centers
@@ -86,7 +87,7 @@ def _reading(clip: Path, file: str) -> Iterator[None]:
         raise ClipError(clip, file, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta: ClipMeta,
+def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta: ClipMeta, max_disparity: int,
                 cfg: CurationConfig) -> None:
     if left.shape != right.shape:
         raise ClipError(clip, f"right/{name}", f"size {right.shape[1]}x{right.shape[0]} differs from the left "
@@ -95,45 +96,98 @@ def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta
         raise ClipError(clip, f"left/{name}", f"size {left.shape[1]}x{left.shape[0]} differs from meta.json's "
                         f"{meta.width}x{meta.height}")
     # The matcher searches max_disparity columns with a block_size window: a smaller frame has no depth.
-    min_w, min_h = cfg.stereo.max_disparity + 1, cfg.stereo.block_size
+    min_w, min_h = max_disparity + 1, cfg.stereo.block_size
     if left.shape[1] < min_w or left.shape[0] < min_h:
         raise ClipError(clip, f"left/{name}", f"size {left.shape[1]}x{left.shape[0]} is too small for stereo "
-                        f"(at least {min_w}x{min_h}: wider than curation.stereo.max_disparity, as tall as "
-                        "curation.stereo.block_size)")
+                        f"(at least {min_w}x{min_h}: wider than the disparity range {max_disparity} "
+                        "(curation.stereo.max_disparity, min_depth_m), as tall as curation.stereo.block_size)")
 
 
-def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[Geometry, dict]:
-    """Stereo depth per frame, objects back-projected and tracked in world coordinates."""
-    T = meta.num_frames
-    poses = relative_poses(meta.poses) if meta.poses is not None else np.tile(np.eye(4), (T, 1, 1))
-    ids = [o.id for o in meta.objects]
-    obs: dict[int, list] = {i: [None] * T for i in ids}
-    masks: dict[int, list[np.ndarray]] = {i: [] for i in ids}
-    grays, first_masks, first_left = [], {}, None
-    for t in range(T):
+POSES_GIVEN = "meta.json poses"
+POSES_ESTIMATED = "estimated: stereo visual odometry (meta.json has no poses)"
+OBJECTS_GIVEN = "instance masks (masks/)"
+OBJECTS_DISCOVERED = "discovered: motion segmentation of stereo depth and optical flow (no masks/)"
+
+
+def _read_stereo(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[np.ndarray, np.ndarray,
+                                                                                             np.ndarray]:
+    """Every frame pair (T x H x W x 3 left and right) and its disparity (T x H x W pixels, NaN unknown)."""
+    d = disparity_range(cfg.stereo, meta.fx, meta.baseline_m)
+    lefts, rights, disparities = [], [], []
+    for t in range(meta.num_frames):
         name = frame_name(t)
         t0 = time.perf_counter()
         left, right = read_rgb(clip, f"left/{name}"), read_rgb(clip, f"right/{name}")
-        _check_pair(clip, name, left, right, meta, cfg)
-        instance = read_mask(clip, f"masks/{name}", size=left.shape[:2])
+        _check_pair(clip, name, left, right, meta, d, cfg)
         timings["read"] += time.perf_counter() - t0
-        with _reading(clip, f"left/{name}, right/{name}, masks/{name}"):
+        with _reading(clip, f"left/{name}, right/{name}"):
             t0 = time.perf_counter()
-            disparity = estimate_disparity(left, right, max_disparity=cfg.stereo.max_disparity, cfg=cfg.stereo)
+            disparities.append(estimate_disparity(left, right, max_disparity=d, cfg=cfg.stereo))
             timings["stereo"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            depth = disparity_to_depth(disparity, meta.fx, meta.baseline_m)
-            for i in ids:
-                m = instance == i
-                masks[i].append(m)
-                obs[i][t] = observe_object(depth, m, meta.K) if m.any() else None
-                if t == 0:
-                    first_masks[i] = m
-            grays.append(cv2.cvtColor(left, cv2.COLOR_RGB2GRAY).astype(np.float32))
-            if t == 0:
-                first_left = left
-            timings["tracks"] += time.perf_counter() - t0
+        lefts.append(left)
+        rights.append(right)
+    return np.stack(lefts), np.stack(rights), np.stack(disparities)
+
+
+def _camera_poses(clip: Path, meta: ClipMeta, lefts: np.ndarray, rights: np.ndarray, disparities: np.ndarray,
+                  cfg: CurationConfig, timings: dict) -> tuple[np.ndarray, str]:
+    """The clip's camera-to-world poses (the first frame the identity) and where they come from.
+
+    A clip without poses is never taken as a static camera: its poses are estimated from the video, or the
+    clip is refused with the odometry's reason.
+    """
+    if meta.poses is not None:
+        return relative_poses(meta.poses), POSES_GIVEN
+    from components.curation.odometry import OdometryError, estimate_poses
+
     t0 = time.perf_counter()
+    try:
+        poses = estimate_poses(lefts, rights, K=meta.K, baseline=meta.baseline_m, cfg=cfg.odometry,
+                               disparities=disparities)
+    except OdometryError as exc:
+        raise ClipError(clip, "left/", f"meta.json has no poses and visual odometry failed: {exc}") from None
+    timings["odometry"] += time.perf_counter() - t0
+    return poses, POSES_ESTIMATED
+
+
+def _instances(clip: Path, meta: ClipMeta, lefts: np.ndarray, rights: np.ndarray, depths: np.ndarray,
+               poses: np.ndarray, cfg: CurationConfig, timings: dict) -> tuple[np.ndarray, dict[int, str], str]:
+    """Per-frame instance ids (T x H x W uint8), the objects' names ("" when unknown) and their source.
+
+    A clip with instance masks and named objects uses them; any other clip (real video) gets its moving
+    objects discovered from the video, unnamed: questions then refer to them by region marks only.
+    """
+    T, H, W = depths.shape
+    if meta.objects and (clip / "masks").is_dir():
+        t0 = time.perf_counter()
+        masks = np.stack([read_mask(clip, f"masks/{frame_name(t)}", size=(H, W)) for t in range(T)])
+        timings["read"] += time.perf_counter() - t0
+        return masks, {o.id: o.label for o in meta.objects}, OBJECTS_GIVEN
+    if meta.objects:
+        log.info("%s: meta.json names objects but there is no masks/ folder: discovering objects instead", clip)
+    from components.curation.discovery import discover_objects
+
+    t0 = time.perf_counter()
+    with _reading(clip, "left/, right/ (object discovery)"):
+        found = discover_objects(lefts, rights, K=meta.K, baseline=meta.baseline_m, poses=poses, fps=meta.fps,
+                                 depths=depths, still_speed=cfg.thresholds.still_speed, cfg=cfg.discovery)
+    timings["discovery"] += time.perf_counter() - t0
+    return found.masks, {i: "" for i in found.ids}, OBJECTS_DISCOVERED
+
+
+def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[Geometry, dict]:
+    """Stereo depth per frame, camera poses (given or estimated), objects (annotated or discovered)
+    back-projected and tracked in world coordinates."""
+    lefts, rights, disparities = _read_stereo(clip, meta, cfg, timings)
+    depths = disparity_to_depth(disparities, meta.fx, meta.baseline_m)
+    poses, pose_source = _camera_poses(clip, meta, lefts, rights, disparities, cfg, timings)
+    instance, labels, object_source = _instances(clip, meta, lefts, rights, depths, poses, cfg, timings)
+    t0 = time.perf_counter()
+    T, ids = meta.num_frames, sorted(labels)
+    masks = {i: [instance[t] == i for t in range(T)] for i in ids}
+    obs = {i: [observe_object(depths[t], m, meta.K) if m.any() else None for t, m in enumerate(masks[i])]
+           for i in ids}
+    grays = [cv2.cvtColor(left, cv2.COLOR_RGB2GRAY).astype(np.float32) for left in lefts]
     times = np.arange(T) / meta.fps
     tracks = {}
     for i in ids:
@@ -145,11 +199,13 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
         w = [o.width if o else 0.0 for o in obs[i]]
         smooth = fit_track(times, centers)
         bearing = bearing_angles(smooth, poses[:, :3, 3])
-        tracks[i] = Track(i, "", centers, smooth, float(np.median([o.height for o in seen])),
+        tracks[i] = Track(i, labels[i], centers, smooth, float(np.median([o.height for o in seen])),
                           float(np.median([o.width for o in seen])),
                           yaw_rate(grays, masks[i], z, w, bearing, meta.fx, 1.0 / meta.fps), len(seen) / T)
     timings["tracks"] += time.perf_counter() - t0
-    return Geometry(times, poses, tracks), {"first_left": first_left, "first_masks": first_masks}
+    return Geometry(times, poses, tracks), {"first_left": lefts[0], "first_masks": {i: masks[i][0] for i in ids},
+                                            "labels": labels, "pose_source": pose_source,
+                                            "object_source": object_source}
 
 
 def ground_truth_geometry(clip: Path, meta: ClipMeta) -> Geometry | None:
@@ -228,26 +284,20 @@ def curate_clip(clip_dir: str | Path, cfg: CurationConfig, out_dir: str | Path) 
     """Curate one clip; a bad clip returns a result with ``error`` set (quarantined), never raises ClipError."""
     clip = Path(clip_dir)
     result = ClipResult(clip_id=clip.name, clip_dir=str(clip))
-    timings = {"read": 0.0, "stereo": 0.0, "tracks": 0.0, "questions": 0.0}
+    timings = {"read": 0.0, "stereo": 0.0, "odometry": 0.0, "discovery": 0.0, "tracks": 0.0, "questions": 0.0}
     start = time.perf_counter()
     try:
         meta = read_meta(clip)
         result.clip_id = meta.clip_id
-        if not meta.objects:
-            raise ClipError(clip, "meta.json", "the clip has no objects (no instance annotations to ask about)")
-        if not (clip / "masks").is_dir():
-            raise ClipError(clip, "masks/", "no instance masks: object discovery for unannotated clips is not "
-                            "implemented yet")
         geo_full, first = estimate_geometry(clip, meta, cfg, timings)
-        if not geo_full.tracks:
-            raise ClipError(clip, "masks/", "no object is visible in enough frames to track")
+        # With no trackable object the clip still has its camera's motion to ask about.
         t0 = time.perf_counter()
         frames = sample_frames(meta.num_frames, cfg.frames_per_record)
         result.frames = frames
         result.timestamps = [round(meta.timestamp(f), 4) for f in frames]
         result.frame_paths = [str(clip / "left" / frame_name(f)) for f in frames]
-        result.labels = {o.id: o.label for o in meta.objects if o.id in geo_full.tracks}
-        result.pose_source = "meta.json poses" if meta.poses is not None else "static camera (no poses)"
+        result.labels = {i: name for i, name in first["labels"].items() if i in geo_full.tracks}
+        result.pose_source, result.object_source = first["pose_source"], first["object_source"]
         geo = _restrict(geo_full, frames)
         rng = np.random.default_rng([cfg.seed, int.from_bytes(meta.clip_id.encode()[-8:], "little")])
         absent = q.absent_label(set(result.labels.values()), rng)
@@ -255,6 +305,9 @@ def curate_clip(clip_dir: str | Path, cfg: CurationConfig, out_dir: str | Path) 
         result.centers["est"] = _centers(geo_full, frames)
         with _reading(clip, GT_TRACKS):
             gt_full = ground_truth_geometry(clip, meta)
+        if gt_full is not None and result.object_source != OBJECTS_GIVEN:
+            # Discovered ids are not the annotation's: ``benchmarks/discovery.py`` matches them to the truth.
+            gt_full = None
         if gt_full is not None:
             gt_full.tracks = {i: t for i, t in gt_full.tracks.items() if i in result.labels}
             missing = sorted(set(result.labels) - set(gt_full.tracks))

@@ -35,6 +35,10 @@ DISTANCE_CHANGES = ("it gets closer", "it gets farther away", "it stays at about
                     "it leaves the field of view")
 CAMERA_MOTIONS = ("forward", "backward", "to the left", "to the right", "turning left", "turning right",
                   "it stays still")
+# A camera that travels and turns (a car taking a bend): neither "forward" nor "turning right" alone is the
+# one true option, so its label says both and its options are the other combinations, so that exactly one
+# option is true and the phrasing does not give the answer away among them.
+CAMERA_TURNING = tuple(f"{move} while {turn}" for move in CAMERA_MOTIONS[:4] for turn in CAMERA_MOTIONS[4:6])
 RELATIONS = ("left of it and closer to the camera", "left of it and farther from the camera",
              "right of it and closer to the camera", "right of it and farther from the camera")
 # Answers that can be true. Options are drawn from these only: an option that is never right ("it tumbles
@@ -58,7 +62,7 @@ class QuestionSpec:
     category: str
     kind: str
     object_ids: tuple[int, ...]
-    by_name: str
+    by_name: str | None  # None when an object it refers to has no name (discovered in real video)
     by_region: str | None  # None when the question refers to no object (camera, false positive)
     answer_type: str  # "choice" (categorical) or "quantity" (mc with numeric options, or open numeric)
     correct: str = ""  # option text for categorical
@@ -73,6 +77,19 @@ class QuestionSpec:
 
 def _obj(labels: dict[int, str], i: int) -> str:
     return f"the {labels[i]}"
+
+
+def _by_name(text: str, labels: dict[int, str], ids: tuple[int, ...]) -> str | None:
+    """``text`` with ``{obj}``/``{ref}`` named, or None when an object has no name (found by discovery in real
+    video: it is asked about only through its region mark, as R4D-Bench does)."""
+    if not all(labels[i] for i in ids):
+        return None
+    return text.format(obj=_obj(labels, ids[0]), ref=_obj(labels, ids[-1]))
+
+
+def _shown(labels: dict[int, str], i: int) -> str:
+    """An object in a computation's text: its name, or its id when it has none."""
+    return labels[i] or f"object {i}"
 
 
 def _dominant(dx: float, dz: float, ratio: float = 1.5) -> tuple[str | None, bool]:
@@ -236,7 +253,7 @@ def object_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) -> l
                 continue
             out.append(QuestionSpec(
                 f"{t.category}:{t.kind}:{oid}", t.category, t.kind, (oid,),
-                t.text.format(obj=_obj(labels, oid)), t.text.format(obj="<R1>"),
+                _by_name(t.text, labels, (oid,)), t.text.format(obj="<R1>"),
                 "choice" if answer.choices else "quantity", answer.correct, answer.choices, answer.value,
                 answer.unit, answer.clear, answer.computation, primary=oid))
     return out
@@ -255,13 +272,39 @@ def relation_questions(geo: Geometry, labels: dict[int, str], th: Thresholds) ->
             depth = "closer to the camera" if dz < 0 else "farther from the camera"
             out.append(QuestionSpec(
                 f"spatial_relation:first:{a}-{b}", "spatial_relation", "first", (a, b),
-                f"At the first frame, where is {_obj(labels, a)} relative to {_obj(labels, b)}, from the camera's view?",
+                _by_name("At the first frame, where is {obj} relative to {ref}, from the camera's view?", labels,
+                         (a, b)),
                 "At the first frame, where is <R1> relative to <R2>, from the camera's view?", "choice",
                 f"{side} of it and {depth}", RELATIONS,
                 clear=abs(dx) >= th.relation_gap and abs(dz) >= th.relation_gap,
                 computation=f"at the first frame, x difference {dx:+.2f} m (right +), z difference {dz:+.2f} m "
                 f"(farther +)", primary=a, extra={"reference": b}))
     return out
+
+
+def camera_motion_label(distance: float, dx: float, dz: float, yaw_deg: float,
+                        th: Thresholds) -> tuple[str, tuple[str, ...], bool]:
+    """The camera's motion as one label, the options it is asked among, and whether it is clear.
+
+    Exactly one option is true: a camera that both travels and turns gets a label saying both ("forward
+    while turning right") among the other travel-and-turn combinations; one that only travels or only turns
+    gets one of ``CAMERA_MOTIONS``. A quantity near its threshold (travel near ``camera_move``, a turn near
+    ``camera_turn_deg``) makes the label unclear: it is not asked.
+    """
+    turn = ("turning right" if yaw_deg > 0 else "turning left") if abs(yaw_deg) >= th.camera_turn_deg else None
+    turn_unclear = _between(abs(yaw_deg), th.camera_turn_deg, th.margin)
+    if distance >= th.camera_move:
+        word, dominant = _dominant(dx, dz)
+        move = {"to the right": "to the right", "to the left": "to the left",
+                "away from the camera": "forward", "toward the camera": "backward"}[word]
+        clear = dominant and not _between(distance, th.camera_move, th.margin) and not turn_unclear
+        if turn is None:
+            return move, CAMERA_MOTIONS, clear
+        return f"{move} while {turn}", CAMERA_TURNING, clear
+    if turn is not None:
+        return turn, CAMERA_MOTIONS, not turn_unclear
+    return "it stays still", CAMERA_MOTIONS, (distance <= th.camera_move * (1 - th.margin)
+                                              and abs(yaw_deg) <= th.camera_turn_deg / 2)
 
 
 def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absent: str) -> list[QuestionSpec]:
@@ -277,26 +320,18 @@ def scene_questions(geo: Geometry, labels: dict[int, str], th: Thresholds, absen
         "counting:moving:all", "counting", "moving", tuple(ids), "How many objects move during the video?",
         None, "choice", str(n_moving), COUNTS,
         clear=str(n_moving) in COUNTS and not any(_between(s, th.still_speed, th.margin) for s in speeds.values()),
-        computation="net speeds (displacement / duration): " + ", ".join(f"{labels[i]} {speeds[i]:.2f} m/s" for i in ids)
+        computation="net speeds (displacement / duration): "
+        + ", ".join(f"{_shown(labels, i)} {speeds[i]:.2f} m/s" for i in ids)
         + f"; moving means >= {th.still_speed:.2f} m/s"))
 
     cam = camera_kinematics(geo)
+    motion, choices, clear = camera_motion_label(cam.distance_m, float(cam.displacement[0]),
+                                                 float(cam.displacement[2]), cam.yaw_change_deg, th)
     dx, dz = float(cam.displacement[0]), float(cam.displacement[2])
-    if cam.distance_m >= th.camera_move:
-        word, dominant = _dominant(dx, dz)
-        motion = {"to the right": "to the right", "to the left": "to the left",
-                  "away from the camera": "forward", "toward the camera": "backward"}[word]
-        clear = dominant and not _between(cam.distance_m, th.camera_move, th.margin)
-    elif abs(cam.yaw_change_deg) >= th.camera_turn_deg:
-        motion = "turning right" if cam.yaw_change_deg > 0 else "turning left"
-        clear = not _between(abs(cam.yaw_change_deg), th.camera_turn_deg, th.margin)
-    else:
-        motion = "it stays still"
-        clear = cam.distance_m <= th.camera_move * (1 - th.margin) and abs(cam.yaw_change_deg) <= th.camera_turn_deg / 2
     cam_comp = (f"camera displacement in the initial camera frame R_0^T (c_N - c_0) = "
                 f"[{dx:+.2f}, {cam.displacement[1]:+.2f}, {dz:+.2f}] m, heading change {cam.yaw_change_deg:+.1f} deg")
     out.append(QuestionSpec("ego_motion:direction:cam", "ego_motion", "direction", (), "How does the camera move "
-                            "during the video?", None, "choice", motion, CAMERA_MOTIONS, clear=clear,
+                            "during the video?", None, "choice", motion, choices, clear=clear,
                             computation=cam_comp))
     if cam.distance_m >= th.camera_move:
         out.append(QuestionSpec("ego_motion:distance:cam", "ego_motion", "distance", (),
@@ -317,6 +352,10 @@ def false_positive_questions(geo: Geometry, labels: dict[int, str], th: Threshol
     (``answer_class``) so that balance is measured over the label set, not over the many names.
     """
     out = []
+    if not all(labels.values()):
+        # Objects found by discovery have no names: "is there a purple cylinder?" about a street says nothing
+        # about the video, and a named question about an unnamed object cannot be asked.
+        return out
     duration = float(geo.times[-1] - geo.times[0])
     for oid, track in sorted(geo.tracks.items()):
         k = object_kinematics(geo, track)

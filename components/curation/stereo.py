@@ -244,6 +244,14 @@ def estimate_disparity(
     return np.ascontiguousarray(disp, dtype=np.float32)
 
 
+def disparity_range(cfg: StereoConfig, fx: float, baseline_m: float) -> int:
+    """The disparity search range for a camera: ``cfg.max_disparity``, widened (to a multiple of 16) when the
+    camera's ``fx * baseline`` puts ``cfg.min_depth_m`` beyond it: a 160-pixel synthetic frame and a
+    1344-pixel driving frame need ranges ten times apart."""
+    needed = fx * baseline_m / cfg.min_depth_m
+    return max(cfg.max_disparity, 16 * math.ceil(needed / 16))
+
+
 def disparity_to_depth(disparity: np.ndarray, fx: float, baseline_m: float) -> np.ndarray:
     """Depth in metres (float32) from disparity in pixels: ``fx * baseline / d``; NaN where ``d`` <= 0 or NaN."""
     for name, value in (("fx", fx), ("baseline_m", baseline_m)):

@@ -43,7 +43,6 @@ BREAKAGES = {
     "NaN calibration": (lambda c: (c / "meta.json").write_text((c / "meta.json").read_text().replace(
         '"fx": ', '"fx": NaN, "_fx": ', 1)), "meta.json", "K.fx is not finite"),
     "empty clip": (lambda c: _edit_meta(c, num_frames=0), "meta.json", "empty"),
-    "no objects": (lambda c: _edit_meta(c, objects=[]), "meta.json", "no objects"),
 }
 
 
