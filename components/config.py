@@ -227,19 +227,28 @@ class DiscoveryConfig:
     # plus 5% of the depth) and kept when seen in ``static_min_track_fraction`` of the frames. They get the
     # ids after the moving objects, ``moving`` False; at most ``static_max_objects`` (longest seen, largest).
     static_objects: bool = True
-    static_max_depth_m: float = 30.0
+    static_max_depth_m: float = 40.0
     static_min_height_m: float = 0.3  # height band above the ground plane (m): below it is road / curb
     static_max_height_m: float = 4.0  # above it: canopies, upper floors
     static_ground_tolerance_m: float = 0.15  # RANSAC inlier distance to the plane
     static_cell_m: float = 0.25
     static_min_size_m: float = 0.3  # horizontal extent of a blob (its longest side on the grid)
-    static_max_size_m: float = 6.0  # wider: a facade, a wall, a row of cars
+    static_max_size_m: float = 6.0  # wider: a facade, a wall, or a row of cars (then split, see below)
+    # Longer blobs are cut along their long axis where no point reaches this height (the gaps between
+    # parked cars, a low fence joining them); 0 disables the split.
+    static_split_height_m: float = 1.2
     static_min_object_height_m: float = 0.8  # a blob needs a point this high (curbs, ground noise stay low)
     static_min_area: float = 0.002  # fraction of the frame, per frame
     static_max_area: float = 0.25  # larger blobs are backdrop, not objects
     static_gate_m: float = 1.5
+    # A static object must be detected in ``static_min_detected_fraction`` of the frames and seen (detected,
+    # or its 3D points projected with the poses and confirmed by the depth there) in ``static_min_track_fraction``.
+    static_min_detected_fraction: float = 0.25
     static_min_track_fraction: float = 0.5
-    static_max_objects: int = 6
+    static_max_objects: int = 10
+    # The static pass works on every n-th pixel in both directions (frames narrower than 320 px after it
+    # are used whole).
+    static_subsample: int = 2
 
     def __post_init__(self) -> None:
         for name in ("pair_interval_s", "intensity_noise", "warp_noise_px", "disparity_noise_px",
@@ -266,6 +275,12 @@ class DiscoveryConfig:
         if not 0 < self.static_min_area < self.static_max_area <= 1:
             raise ParamsError("curation.discovery needs 0 < static_min_area < static_max_area <= 1 (fractions of "
                               f"the frame), got {self.static_min_area} and {self.static_max_area}")
+        if self.static_subsample < 1 or self.static_split_height_m < 0:
+            raise ParamsError("curation.discovery needs static_subsample >= 1 and static_split_height_m >= 0, got "
+                              f"{self.static_subsample} and {self.static_split_height_m}")
+        if not 0 <= self.static_min_detected_fraction <= 1:
+            raise ParamsError("curation.discovery.static_min_detected_fraction must be in [0, 1], got "
+                              f"{self.static_min_detected_fraction}")
         if not 0 <= self.static_min_track_fraction <= 1 or self.static_max_objects < 0:
             raise ParamsError("curation.discovery needs static_min_track_fraction in [0, 1] and "
                               "static_max_objects >= 0")
@@ -342,6 +357,15 @@ class OdometryConfig:
 
 
 @dataclass(frozen=True)
+class LearnedConfig:
+    """Learned perception models from local weights folders (``components.curation.learned``); empty: the
+    classical path (SGBM stereo, motion and 3D-blob discovery)."""
+
+    stereo: str = ""  # a folder with model.json + .safetensors: its disparity replaces SGBM's
+    segmenter: str = ""  # the same for an instance segmenter (loaded and checked; not yet used by discovery)
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     sft: float = 0.6
     rft: float = 0.2
@@ -366,6 +390,7 @@ class CurationConfig:
     stereo: StereoConfig = field(default_factory=StereoConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     workers: int = 2
 

@@ -196,7 +196,7 @@ def _records(it: Labelled, spec: QuestionSpec, options: list[str], answer, answe
         },
         "provenance": {
             "label_source": it.label_source,
-            "depth_source": "stereo (SGBM + left-right check + sub-pixel refinement + hole filling)",
+            "depth_source": clip.depth_source,
             "pose_source": clip.pose_source,
             "object_source": clip.object_source,
             "gt_answer": answer if it.label_source == "ground_truth" else other_answer,
@@ -240,12 +240,19 @@ _ORDER = {k: i for i, k in enumerate(["id", "qid", "clip_id", "split", "category
 def label_questions(results: list[ClipResult], cfg: CurationConfig) -> list[Labelled]:
     """Pick the label source per split, drop ambiguous labels, cap per clip, choose numeric vs mc."""
     splits = assign_splits([r.clip_id for r in results], cfg)
+    sources = {r.clip_id: (r.gt, r.est) if splits[r.clip_id] == "bench" and r.gt is not None else (r.est, r.gt or {})
+               for r in results}
+    doomed = _unbalanceable({(splits[c], s.category, s.kind, answer_class(s.category, s.correct))
+                             for c, (label_specs, _) in sources.items() for s in label_specs.values()
+                             if s.clear and s.answer_type == "choice" and s.category in LABEL_SETS})
     items = []
     for r in results:
         split = splits[r.clip_id]
         use_gt = split == "bench" and r.gt is not None
-        label_specs, other_specs = (r.gt, r.est) if use_gt else (r.est, r.gt or {})
-        candidates = [s for s in label_specs.values() if s.clear]
+        label_specs, other_specs = sources[r.clip_id]
+        # A kind whose answers miss a class of its label set in this split is dropped by the quotas whatever
+        # is selected: it does not take a clip's question slots (real driving: every parked car "gets closer").
+        candidates = [s for s in label_specs.values() if s.clear and (split, s.category, s.kind) not in doomed]
         rng = np.random.default_rng(_stable_hash(cfg.seed, "select", r.clip_id))
         for spec in _select(candidates, cfg.questions_per_clip, rng):
             as_numeric = spec.answer_type == "quantity" and (
@@ -253,6 +260,14 @@ def label_questions(results: list[ClipResult], cfg: CurationConfig) -> list[Labe
             items.append(Labelled(r, split, spec, other_specs.get(spec.key),
                                   "ground_truth" if use_gt else "estimated", as_numeric))
     return balance_answers(items, cfg.seed)
+
+
+def _unbalanceable(seen: set[tuple[str, str, str, str]]) -> set[tuple[str, str, str]]:
+    """(split, category, kind) groups whose clear candidates miss a class of the category's label set."""
+    classes: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for split, category, kind, cls in seen:
+        classes[(split, category, kind)].add(cls)
+    return {key for key, present in classes.items() if set(LABEL_SETS[key[1]]) - present}
 
 
 def balance_answers(items: list[Labelled], seed: int) -> list[Labelled]:

@@ -60,6 +60,7 @@ class ClipResult:
     gt: dict[str, q.QuestionSpec] | None = None
     # For the ST-CoT: camera and object centers at the first and last sampled frame, per geometry source.
     centers: dict[str, dict] = field(default_factory=dict)
+    depth_source: str = ""
     pose_source: str = ""
     object_source: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -103,16 +104,31 @@ def _check_pair(clip: Path, name: str, left: np.ndarray, right: np.ndarray, meta
                         "(curation.stereo.max_disparity, min_depth_m), as tall as curation.stereo.block_size)")
 
 
+DEPTH_SGBM = "stereo (SGBM + left-right check + sub-pixel refinement + hole filling)"
 POSES_GIVEN = "meta.json poses"
 POSES_ESTIMATED = "estimated: stereo visual odometry (meta.json has no poses)"
 OBJECTS_GIVEN = "instance masks (masks/)"
 OBJECTS_DISCOVERED = "discovered: motion segmentation of stereo depth and optical flow (no masks/)"
 
 
+# An object discovery found standing still is tracked at one world position: its stillness is the tracker's
+# assumption, not a measurement, so questions about its own motion are not asked (its distance to the moving
+# camera, its size and its place are measured).
+IMPOSED_BY_DISCOVERY = frozenset({"translational", "rotational", "speed_acceleration", "displacement_path_length"})
+
+
 def _read_stereo(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[np.ndarray, np.ndarray,
                                                                                              np.ndarray]:
     """Every frame pair (T x H x W x 3 left and right) and its disparity (T x H x W pixels, NaN unknown)."""
     d = disparity_range(cfg.stereo, meta.fx, meta.baseline_m)
+    if cfg.learned.stereo:
+        from components.curation.learned import learned_stereo
+
+        model = learned_stereo(cfg.learned.stereo)
+        match = model.disparity
+    else:
+        def match(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+            return estimate_disparity(left, right, max_disparity=d, cfg=cfg.stereo)
     lefts, rights, disparities = [], [], []
     for t in range(meta.num_frames):
         name = frame_name(t)
@@ -122,7 +138,7 @@ def _read_stereo(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict)
         timings["read"] += time.perf_counter() - t0
         with _reading(clip, f"left/{name}, right/{name}"):
             t0 = time.perf_counter()
-            disparities.append(estimate_disparity(left, right, max_disparity=d, cfg=cfg.stereo))
+            disparities.append(match(left, right))
             timings["stereo"] += time.perf_counter() - t0
         lefts.append(left)
         rights.append(right)
@@ -151,8 +167,10 @@ def _camera_poses(clip: Path, meta: ClipMeta, lefts: np.ndarray, rights: np.ndar
 
 
 def _instances(clip: Path, meta: ClipMeta, lefts: np.ndarray, rights: np.ndarray, depths: np.ndarray,
-               poses: np.ndarray, cfg: CurationConfig, timings: dict) -> tuple[np.ndarray, dict[int, str], str]:
-    """Per-frame instance ids (T x H x W uint8), the objects' names ("" when unknown) and their source.
+               poses: np.ndarray, cfg: CurationConfig, timings: dict) -> tuple[np.ndarray, dict[int, str], str,
+                                                                set[int]]:
+    """Per-frame instance ids (T x H x W uint8), the objects' names ("" when unknown), their source, and the
+    ids discovery found standing still.
 
     A clip with instance masks and named objects uses them; any other clip (real video) gets its moving
     objects discovered from the video, unnamed: questions then refer to them by region marks only.
@@ -162,7 +180,7 @@ def _instances(clip: Path, meta: ClipMeta, lefts: np.ndarray, rights: np.ndarray
         t0 = time.perf_counter()
         masks = np.stack([read_mask(clip, f"masks/{frame_name(t)}", size=(H, W)) for t in range(T)])
         timings["read"] += time.perf_counter() - t0
-        return masks, {o.id: o.label for o in meta.objects}, OBJECTS_GIVEN
+        return masks, {o.id: o.label for o in meta.objects}, OBJECTS_GIVEN, set()
     if meta.objects:
         log.info("%s: meta.json names objects but there is no masks/ folder: discovering objects instead", clip)
     from components.curation.discovery import discover_objects
@@ -172,7 +190,7 @@ def _instances(clip: Path, meta: ClipMeta, lefts: np.ndarray, rights: np.ndarray
         found = discover_objects(lefts, rights, K=meta.K, baseline=meta.baseline_m, poses=poses, fps=meta.fps,
                                  depths=depths, still_speed=cfg.thresholds.still_speed, cfg=cfg.discovery)
     timings["discovery"] += time.perf_counter() - t0
-    return found.masks, {i: "" for i in found.ids}, OBJECTS_DISCOVERED
+    return found.masks, {i: "" for i in found.ids}, OBJECTS_DISCOVERED, {i for i in found.ids if not found.moving[i]}
 
 
 def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: dict) -> tuple[Geometry, dict]:
@@ -181,7 +199,7 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
     lefts, rights, disparities = _read_stereo(clip, meta, cfg, timings)
     depths = disparity_to_depth(disparities, meta.fx, meta.baseline_m)
     poses, pose_source = _camera_poses(clip, meta, lefts, rights, disparities, cfg, timings)
-    instance, labels, object_source = _instances(clip, meta, lefts, rights, depths, poses, cfg, timings)
+    instance, labels, object_source, still = _instances(clip, meta, lefts, rights, depths, poses, cfg, timings)
     t0 = time.perf_counter()
     T, ids = meta.num_frames, sorted(labels)
     masks = {i: [instance[t] == i for t in range(T)] for i in ids}
@@ -197,14 +215,21 @@ def estimate_geometry(clip: Path, meta: ClipMeta, cfg: CurationConfig, timings: 
         centers = np.array([to_world(o.center_cam, poses[t]) if o else [np.nan] * 3 for t, o in enumerate(obs[i])])
         z = [float(o.center_cam[2]) if o else float("nan") for o in obs[i]]
         w = [o.width if o else 0.0 for o in obs[i]]
-        smooth = fit_track(times, centers)
-        bearing = bearing_angles(smooth, poses[:, :3, 3])
+        if i in still:
+            # Found standing still (tracked at one world position): driving past it slides its visible
+            # surface by metres, which would read as motion and rotation. It stays where it is.
+            smooth, rate = np.tile(np.nanmedian(centers, axis=0), (T, 1)), 0.0
+        else:
+            smooth = fit_track(times, centers)
+            bearing = bearing_angles(smooth, poses[:, :3, 3])
+            rate = yaw_rate(grays, masks[i], z, w, bearing, meta.fx, 1.0 / meta.fps)
         tracks[i] = Track(i, labels[i], centers, smooth, float(np.median([o.height for o in seen])),
-                          float(np.median([o.width for o in seen])),
-                          yaw_rate(grays, masks[i], z, w, bearing, meta.fx, 1.0 / meta.fps), len(seen) / T)
+                          float(np.median([o.width for o in seen])), rate, len(seen) / T)
     timings["tracks"] += time.perf_counter() - t0
     return Geometry(times, poses, tracks), {"first_left": lefts[0], "first_masks": {i: masks[i][0] for i in ids},
-                                            "labels": labels, "pose_source": pose_source,
+                                            "labels": labels, "still": still, "pose_source": pose_source,
+                                            "depth_source": (f"learned stereo ({cfg.learned.stereo})"
+                                                             if cfg.learned.stereo else DEPTH_SGBM),
                                             "object_source": object_source}
 
 
@@ -298,10 +323,14 @@ def curate_clip(clip_dir: str | Path, cfg: CurationConfig, out_dir: str | Path) 
         result.frame_paths = [str(clip / "left" / frame_name(f)) for f in frames]
         result.labels = {i: name for i, name in first["labels"].items() if i in geo_full.tracks}
         result.pose_source, result.object_source = first["pose_source"], first["object_source"]
+        result.depth_source = first["depth_source"]
         geo = _restrict(geo_full, frames)
         rng = np.random.default_rng([cfg.seed, int.from_bytes(meta.clip_id.encode()[-8:], "little")])
         absent = q.absent_label(set(result.labels.values()), rng)
         result.est = q.all_questions(geo, result.labels, cfg.thresholds, absent)
+        for spec in result.est.values():
+            if spec.category in IMPOSED_BY_DISCOVERY and set(spec.object_ids) & first["still"]:
+                spec.clear = False
         result.centers["est"] = _centers(geo_full, frames)
         with _reading(clip, GT_TRACKS):
             gt_full = ground_truth_geometry(clip, meta)

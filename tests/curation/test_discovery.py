@@ -178,3 +178,20 @@ def test_static_config_errors_say_which_field():
         DiscoveryConfig(static_min_height_m=5.0, static_max_height_m=4.0)
     with pytest.raises(ParamsError, match="static_cell_m"):
         DiscoveryConfig(static_cell_m=0)
+
+
+def test_a_row_of_parked_cars_joined_by_a_low_fence_splits_into_one_piece_per_car():
+    from components.curation.discovery import _split_row
+
+    cfg = DiscoveryConfig()
+    # Along a 20 m row: a 1 m fence everywhere, three 1.5 m cars 4 m long with 2 m gaps, and a 10 m facade.
+    s = np.arange(0.0, 30.0, 0.05)
+    height = np.full_like(s, 1.0)
+    cars = [(1.0, 5.0), (7.0, 11.0), (13.0, 17.0)]
+    for a, b in cars:
+        height[(s >= a) & (s < b)] = 1.5
+    height[s >= 20.0] = 3.0  # the facade: tall but longer than static_max_size_m
+    pieces = _split_row(s, height >= cfg.static_split_height_m, cfg)
+    assert len(pieces) == 3
+    for (a, b), piece in zip(cars, pieces, strict=True):
+        assert abs(s[piece].min() - a) < 0.3 and abs(s[piece].max() - b) < 0.3
