@@ -78,7 +78,7 @@ def test_the_shipped_raft_kind_loads_torchvision_weights_from_safetensors(tmp_pa
 
 
 def test_curation_uses_the_learned_stereo_model(smoke_params, smoke_scenes, tmp_path):
-    clip = sorted(p for p in smoke_scenes.iterdir() if p.is_dir())[0]
+    clip = min(p for p in smoke_scenes.iterdir() if p.is_dir())
     cfg = replace(smoke_params.curation, learned=LearnedConfig(stereo=str(_folder(tmp_path))))
     result = curate_clip(clip, cfg, tmp_path / "out")
     assert result.error is None, result.error
