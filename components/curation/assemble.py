@@ -242,9 +242,9 @@ def label_questions(results: list[ClipResult], cfg: CurationConfig) -> list[Labe
     splits = assign_splits([r.clip_id for r in results], cfg)
     sources = {r.clip_id: (r.gt, r.est) if splits[r.clip_id] == "bench" and r.gt is not None else (r.est, r.gt or {})
                for r in results}
-    doomed = _unbalanceable({(splits[c], s.category, s.kind, answer_class(s.category, s.correct))
-                             for c, (label_specs, _) in sources.items() for s in label_specs.values()
-                             if s.clear and s.answer_type == "choice" and s.category in LABEL_SETS})
+    doomed = _unbalanceable({(splits[r.clip_id], s.category, s.kind, answer_class(s.category, s.correct))
+                             for r in results for s in sources[r.clip_id][0].values()
+                             if s.clear and s.answer_type == "choice" and s.category in LABEL_SETS and _askable(s, r)})
     items = []
     for r in results:
         split = splits[r.clip_id]
@@ -252,7 +252,8 @@ def label_questions(results: list[ClipResult], cfg: CurationConfig) -> list[Labe
         label_specs, other_specs = sources[r.clip_id]
         # A kind whose answers miss a class of its label set in this split is dropped by the quotas whatever
         # is selected: it does not take a clip's question slots (real driving: every parked car "gets closer").
-        candidates = [s for s in label_specs.values() if s.clear and (split, s.category, s.kind) not in doomed]
+        candidates = [s for s in label_specs.values() if s.clear and (split, s.category, s.kind) not in doomed
+                      and _askable(s, r)]
         rng = np.random.default_rng(_stable_hash(cfg.seed, "select", r.clip_id))
         for spec in _select(candidates, cfg.questions_per_clip, rng):
             as_numeric = spec.answer_type == "quantity" and (
@@ -260,6 +261,14 @@ def label_questions(results: list[ClipResult], cfg: CurationConfig) -> list[Labe
             items.append(Labelled(r, split, spec, other_specs.get(spec.key),
                                   "ground_truth" if use_gt else "estimated", as_numeric))
     return balance_answers(items, cfg.seed)
+
+
+def _askable(spec: QuestionSpec, clip: ClipResult) -> bool:
+    """Whether the question has a phrasing: a name, or region marks for every object it is about (an unnamed
+    object not visible in the first frame has no mark); one with neither would count in the quotas and
+    then write no record."""
+    return spec.by_name is not None or (spec.by_region is not None and all(i in clip.regions
+                                                                           for i in spec.object_ids))
 
 
 def _unbalanceable(seen: set[tuple[str, str, str, str]]) -> set[tuple[str, str, str]]:
