@@ -80,7 +80,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from components.config import DiscoveryConfig, StereoConfig
-from components.curation.stereo import disparity_to_depth, estimate_disparity
+from components.curation.stereo import check_stereo_video, disparity_to_depth, estimate_disparity
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +102,8 @@ class Discovered:
 def _check_inputs(left: object, right: object, K: object, baseline: object, poses: object, fps: object,
                   depths: object) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate everything ``discover_objects`` reads; return K, poses and depths as float arrays."""
-    for name, video in (("left", left), ("right", right)):
-        if not isinstance(video, np.ndarray) or video.dtype != np.uint8:
-            got = getattr(video, "dtype", type(video).__name__)
-            raise ValueError(f"{name} must be a T x H x W x 3 uint8 RGB numpy array, got {got}")
-        if video.ndim != 4 or video.shape[3] != 3:
-            raise ValueError(f"{name} must be T x H x W x 3 (RGB frames), got shape {video.shape}")
-    assert isinstance(left, np.ndarray) and isinstance(right, np.ndarray)
-    if left.shape != right.shape:
-        raise ValueError(f"left and right must have the same shape, got {left.shape} and {right.shape}")
-    T, H, W = left.shape[:3]
-    if T < 2:
-        raise ValueError(f"discovery needs at least 2 frames (motion is a change between frames), got {T}")
-    if H < 8 or W < 8:
-        raise ValueError(f"frames of {W}x{H} are too small for optical flow (at least 8x8)")
+    T, H, W = check_stereo_video(left, right, min_frames=2, min_size=8, what="discovery (motion is a change "
+                                 "between frames)")
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise ValueError(f"K must be a finite 3x3 intrinsic matrix with fx, fy > 0, got {K.tolist()}")

@@ -56,6 +56,7 @@ import numpy as np
 from scipy import sparse
 
 from components.config import OdometryConfig
+from components.curation.stereo import check_stereo_video
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +72,7 @@ class OdometryError(ValueError):
 def _check_inputs(left: object, right: object, K: object, baseline: object,
                   disparities: object) -> tuple[np.ndarray, float, np.ndarray | None]:
     """Validate everything before any work; return K (float64), the baseline and the disparities (or None)."""
-    for name, frames in (("left", left), ("right", right)):
-        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
-            got = getattr(frames, "dtype", type(frames).__name__)
-            raise ValueError(f"{name} must be a uint8 numpy array of RGB frames (T x H x W x 3), got {got}")
-        if frames.ndim != 4 or frames.shape[3] != 3:
-            raise ValueError(f"{name} must be T x H x W x 3 RGB frames, got shape {frames.shape}")
-    assert isinstance(left, np.ndarray) and isinstance(right, np.ndarray)
-    if left.shape != right.shape:
-        raise ValueError(f"left and right must have the same shape, got {left.shape} and {right.shape}")
-    t, h, w = left.shape[:3]
-    if t < 1:
-        raise ValueError("left and right hold no frames (T = 0)")
-    if h < 16 or w < 16:
-        raise ValueError(f"frames of {w}x{h} are too small for odometry (at least 16x16)")
+    t, h, w = check_stereo_video(left, right, min_frames=1, min_size=16, what="odometry")
     try:
         k = np.asarray(K, dtype=np.float64)
     except (TypeError, ValueError):

@@ -244,6 +244,25 @@ def estimate_disparity(
     return np.ascontiguousarray(disp, dtype=np.float32)
 
 
+def check_stereo_video(left: object, right: object, *, min_frames: int, min_size: int, what: str) -> tuple[int, int, int]:
+    """T, H, W of two equal T x H x W x 3 uint8 RGB arrays; a ValueError naming the argument otherwise."""
+    for name, frames in (("left", left), ("right", right)):
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+            got = getattr(frames, "dtype", type(frames).__name__)
+            raise ValueError(f"{name} must be a T x H x W x 3 uint8 RGB numpy array, got {got}")
+        if frames.ndim != 4 or frames.shape[3] != 3:
+            raise ValueError(f"{name} must be T x H x W x 3 (RGB frames), got shape {frames.shape}")
+    assert isinstance(left, np.ndarray) and isinstance(right, np.ndarray)
+    if left.shape != right.shape:
+        raise ValueError(f"left and right must have the same shape, got {left.shape} and {right.shape}")
+    T, H, W = left.shape[:3]
+    if T < min_frames:
+        raise ValueError(f"{what} needs at least {min_frames} frame{'s' if min_frames > 1 else ''}, got {T}")
+    if H < min_size or W < min_size:
+        raise ValueError(f"frames of {W}x{H} are too small for {what} (at least {min_size}x{min_size})")
+    return T, H, W
+
+
 def disparity_range(cfg: StereoConfig, fx: float, baseline_m: float) -> int:
     """The disparity search range for a camera: ``cfg.max_disparity``, widened (to a multiple of 16) when the
     camera's ``fx * baseline`` puts ``cfg.min_depth_m`` beyond it: a 160-pixel synthetic frame and a

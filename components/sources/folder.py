@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from components.sources.sequence import SourceError, StereoSequence, check_poses, plain_name, read_image
+from components.sources.sequence import (
+    SourceError,
+    StereoSequence,
+    check_poses,
+    plain_name,
+    read_image,
+    read_number_rows,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CALIB_FIELDS = ("fx", "fy", "cx", "cy", "baseline_m", "fps")
@@ -88,13 +95,7 @@ def _read_calib(root: Path) -> dict[str, float]:
 
 def _read_poses(path: Path, n: int) -> np.ndarray:
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            values = [float(v) for v in line.split()]
-        except ValueError:
-            raise SourceError(f"{path}:{lineno}", "not a row of numbers", "poses") from None
+    for lineno, values in read_number_rows(path, field="poses"):
         if len(values) not in (12, 16):
             raise SourceError(f"{path}:{lineno}", f"{len(values)} numbers; expected 12 (3x4) or 16 (4x4)", "poses")
         pose = np.eye(4)

@@ -39,6 +39,7 @@ from components.sources.sequence import (
     median_fps,
     plain_name,
     read_image,
+    read_number_rows,
     rectified_stereo,
 )
 
@@ -108,13 +109,7 @@ def read_ins(path: Path) -> np.ndarray:
     if not path.is_file():
         raise SourceError(path, "missing")
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            values = [float(v) for v in line.split()]
-        except ValueError:
-            raise SourceError(f"{path}:{lineno}", "not a row of numbers") from None
+    for lineno, values in read_number_rows(path):
         if len(values) < 10:
             raise SourceError(f"{path}:{lineno}", f"{len(values)} numbers, expected 10 (timestamp, lat, lon, "
                               "alt, x, y, z, three angles)")

@@ -257,3 +257,16 @@ def _meta(seq: StereoSequence, frames: range, name: str, size: tuple[int, int], 
             "pose_source": pose_source, "notes": seq.source.get("notes", ""),
         },
     }
+
+
+def read_number_rows(path: Path, *, field: str | None = None) -> list[tuple[int, list[float]]]:
+    """The non-blank lines of a text table as (line number, numbers); a non-number names the file and line."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((lineno, [float(v) for v in line.split()]))
+        except ValueError:
+            raise SourceError(f"{path}:{lineno}", "not a row of numbers", field) from None
+    return rows
