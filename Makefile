@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check components flows tests benchmarks
 
 repro: $(STAMP)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH dvc repro
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/mllm4d --params $(PARAMS) repro
 
 # 4D-RGPT's ablation tables (Tab. 4, 5, 6) on the small preset: hours on a 2-core CPU.
 experiments: $(STAMP)

@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", type=Path, default=Path("reports/scenes.json"))
 
     s = sub.add_parser("curate", help="stereo clips -> 4D QA records with ST-CoT, exports, stats")
-    s.add_argument("--clips", type=Path, default=Path("data/scenes"))
-    s.add_argument("--out", type=Path, default=Path("data/curated"))
+    # strings, not Paths: Path("s3://bucket/p") is "s3:/bucket/p"; stages.curate takes a folder or an s3:// URI
+    s.add_argument("--clips", default="data/scenes", help="a clip folder or s3://BUCKET/PREFIX")
+    s.add_argument("--out", default="data/curated", help="a folder or s3://BUCKET/PREFIX")
     s.add_argument("--metrics", type=Path, default=Path("reports/curation.json"))
 
     s = sub.add_parser("validate", help="the data gate (Great Expectations) on curated records")
@@ -78,11 +79,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--init", type=Path, help="starting model folder (default: models/<grpo.init>/model)")
     s.add_argument("--out", type=Path, default=Path("models/grpo"))
 
-    s = sub.add_parser("evaluate", help="evaluate a checkpoint on the bench split (with blind and random)")
+    s = sub.add_parser("evaluate", help="evaluate a checkpoint on the bench split (with its controls), or a checkpoint "
+                       "or a predictions file on an external benchmark (docs/benchmarks.md)")
+    # The external names are components.evaluation.benchmarks.BENCHMARKS, spelled out so that --help imports
+    # nothing (tests/evaluation/test_benchmarks.py checks that the two agree).
+    s.add_argument("--benchmark", default="own", choices=("own", "vlm4d", "ego_st", "r4d", "sti", "vsi", "vsti"),
+                   help="own (default): the curated bench under --curated; else an external one, from --annotations")
     s.add_argument("--curated", type=Path, default=Path("data/curated"))
-    s.add_argument("--model", type=Path, required=True, help="a model folder (models/base, models/sft/model)")
-    s.add_argument("--name", required=True, help="checkpoint name in reports (zero_shot, sft, ...)")
-    s.add_argument("--out", type=Path, help="default: reports/eval/NAME")
+    s.add_argument("--annotations", type=Path, metavar="FILE", help="external: the benchmark's annotation file")
+    s.add_argument("--media-root", type=Path, metavar="DIR",
+                   help="external: the folder its videos are under (needed with --model)")
+    answers = s.add_mutually_exclusive_group()
+    answers.add_argument("--model", type=Path, help="a model folder (models/base, models/sft/model)")
+    answers.add_argument("--predictions", type=Path, metavar="FILE",
+                         help="external: a JSON list or JSON lines of {id, response} to score instead of a model")
+    s.add_argument("--name", help="checkpoint name in reports (zero_shot, sft, ...); with --predictions the "
+                   "file's stem by default")
+    s.add_argument("--out", type=Path, help="default: reports/eval/NAME (external: reports/eval/BENCHMARK/NAME)")
+    s.add_argument("--missing-as-wrong", action="store_true",
+                   help="external --predictions: score records without a prediction as wrong instead of failing")
+    s.add_argument("--controls", action="store_true",
+                   help="external --model: also run the controls evaluate.* enables (a generation pass each)")
     s.add_argument("--register", action="store_true", help="register in MLflow with alias challenger")
     s.add_argument("--text-only", type=Path, metavar="PREDICTIONS",
                    help="the text-only-trained control's predictions.jsonl: its row and the learning headline")
@@ -92,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="the comparison table across evaluated checkpoints")
     s.add_argument("metrics", nargs="+", metavar="NAME=reports/eval/NAME/metrics.json")
     s.add_argument("--out", type=Path, default=Path("reports/comparison.md"))
+
+    s = sub.add_parser("promote", help="the promotion gate: @challenger vs @champion on the same bench records")
+    s.add_argument("--curated", type=Path, default=Path("data/curated"),
+                   help="the bench the champion is evaluated on again if its records differ")
+    s.add_argument("--model", type=Path, help="register this model folder as @challenger first (dvc repro)")
+    s.add_argument("--evaluation", type=Path, help="with --model: its evaluation folder (reports/eval/NAME)")
+    s.add_argument("--out", type=Path, default=Path("reports/promotion"), help="decision.json and decision.md")
+    s.add_argument("--dry-run", action="store_true", help="show the decision; change nothing in the registry")
 
     s = sub.add_parser("experiments", help="4D-RGPT's ablation tables (4, 5, 6) as runs, with 95%% intervals")
     s.add_argument("--tables", nargs="+", default=["4", "5", "6"], choices=["4", "5", "6"])
@@ -106,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=int, default=16, help="frames per clip (default: 16)")
     s.add_argument("--stride", type=int, help="frames between clip starts (default: the window)")
     s.add_argument("--no-poses", action="store_true", help="write no camera poses (poses: null)")
+
+    s = sub.add_parser("repro", help="dvc repro with every stage run nested under one MLflow parent run")
+    s.add_argument("targets", nargs="*", help="dvc repro's targets (default: the whole dvc.yaml)")
 
     s = sub.add_parser("pipeline", help="the whole chain as a Prefect flow, one MLflow parent run")
     s.add_argument("--data", type=Path, default=Path("data"), help="data root (scenes/, curated/)")
@@ -141,7 +169,7 @@ def _scenes(params: Params, args: argparse.Namespace, kw: dict) -> str:
 def _curate(params: Params, args: argparse.Namespace, kw: dict) -> str:
     stats = stages().curate(params, args.clips, args.out, metrics_file=args.metrics, **kw)
     return (f"curated {sum(stats['records'].values())} records {stats['records']} into {args.out} "
-            f"({stats['n_quarantined']} clips quarantined: {args.out / 'quarantine.json'})")
+            f"({stats['n_quarantined']} clips quarantined: {args.out.rstrip('/')}/quarantine.json)")
 
 
 def _validate(params: Params, args: argparse.Namespace, kw: dict) -> str:
@@ -189,8 +217,34 @@ def _grpo(params: Params, args: argparse.Namespace, kw: dict) -> str:
 def _evaluate(params: Params, args: argparse.Namespace, kw: dict) -> str:
     from components.evaluation.controls import headline_text
 
-    out = args.out or Path("reports/eval") / args.name
     eval_params = stages().text_only_params(params) if args.blank_frames else params
+    external = args.benchmark != "own"
+    # the other mode's flags would be ignored without a word: stop instead
+    other = ({"--register": args.register, "--text-only": args.text_only} if external else
+             {"--annotations": args.annotations, "--media-root": args.media_root, "--predictions": args.predictions,
+              "--missing-as-wrong": args.missing_as_wrong, "--controls": args.controls})
+    if misplaced := [flag for flag, value in other.items() if value]:
+        raise ValueError(f"evaluate --benchmark {args.benchmark}: {', '.join(misplaced)} only apply to "
+                         f"{'--benchmark own' if external else 'external benchmarks'}")
+    if external:
+        if args.annotations is None or (args.model is None and args.predictions is None):
+            raise ValueError(f"evaluate --benchmark {args.benchmark} needs --annotations FILE and --model DIR or "
+                             "--predictions FILE")
+        if args.model is not None and not args.name:
+            raise ValueError("evaluate --model needs --name (the checkpoint's name in reports and MLflow)")
+        name = args.name or args.predictions.stem
+        out = args.out or Path("reports/eval") / args.benchmark / name
+        metrics = stages().evaluate_benchmark(eval_params, args.benchmark, args.annotations, out, name=name,
+                                              media_root=args.media_root, model_dir=args.model,
+                                              predictions=args.predictions, missing_as_wrong=args.missing_as_wrong,
+                                              controls=args.controls, **kw)
+        missing = metrics["benchmark"]["missing_predictions"]
+        note = f" ({missing} without a prediction, scored wrong)" if missing else ""
+        return (f"{name}: {args.benchmark} score {metrics['model']['overall']['value']:.4f} over "
+                f"{metrics['model']['n']} records{note} -> {out / 'report.md'}")
+    if args.model is None or not args.name:
+        raise ValueError("evaluate --benchmark own needs --model DIR and --name NAME")
+    out = args.out or Path("reports/eval") / args.name
     metrics = stages().evaluate(eval_params, args.curated, args.model, out, name=args.name, register=args.register,
                                 text_only=args.text_only, **kw)
     line = f"{args.name}: accuracy {metrics['model']['overall']['value']:.3f} -> {out / 'report.md'}"
@@ -204,6 +258,16 @@ def _compare(params: Params, args: argparse.Namespace, kw: dict) -> str:
     table = comparison_table(dict(_name_path(m) for m in args.metrics))
     write_text(args.out, table + "\n")
     return table
+
+
+def _promote(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    promotion = stages().promote(params, args.curated, args.out, model_dir=args.model, evaluation=args.evaluation,
+                                 dry_run=args.dry_run, root=kw["root"])
+    return promotion.summary + ("\n(dry run: the registry is unchanged)" if args.dry_run else "")
+
+
+def _repro(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return stages().repro(params, list(args.targets), root=kw["root"])
 
 
 def _ingest(params: Params, args: argparse.Namespace, kw: dict) -> str:
@@ -229,6 +293,7 @@ HANDLERS: dict[str, Handler] = {
     "scenes": _scenes, "curate": _curate, "validate": _validate, "prior-gate": _prior_gate,
     "base-model": _base_model, "sft": _sft, "sft-text-only": _sft_text_only, "teacher": _teacher,
     "teacher-targets": _teacher_targets, "p4d": _p4d, "grpo": _grpo, "evaluate": _evaluate, "compare": _compare,
+    "promote": _promote, "repro": _repro,
     "experiments": _experiments, "pipeline": _pipeline, "ingest": _ingest,
 }
 

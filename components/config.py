@@ -464,6 +464,68 @@ class TrackingConfig:
     example_frames: int = 3
 
 
+# A Dask scheduler's address ("tcp://host:8786", "tls://...", or "host:8786") and a Ray cluster's ("ray://host:10001"
+# for Ray Client, "auto" or "host:6379" from a node of the cluster): a typo fails here, not minutes into a flow.
+_DASK_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://\S+|[^\s:/]+:\d+)$")
+_RAY_ADDRESS = re.compile(r"^(?:auto|ray://\S+|[^\s:/]+:\d+)$")
+
+
+@dataclass(frozen=True)
+class OrchestrationConfig:
+    """Where the flows run their per-clip tasks (rendering, curating): Prefect's thread pool in the flow's process,
+    or a Dask / Ray cluster through Prefect's task runners (``flows/common.py``, ``docs/scale_out.md``). Only the
+    flows read it; the CLI and ``dvc repro`` use a process pool (``curation.workers``). The curated output is the
+    same whichever runs it."""
+
+    task_runner: Literal["thread", "dask", "ray"] = "thread"
+    # An existing cluster's scheduler (production); null starts a local cluster for the flow run and stops it after.
+    address: str | None = None
+    workers: int = 2  # the local cluster's worker processes, one thread each (dask and ray without an address)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ParamsError("orchestration.workers must be >= 1")
+        if self.address is None:
+            return
+        if self.task_runner == "thread":
+            raise ParamsError(f"orchestration.address is {self.address!r} but orchestration.task_runner is thread, "
+                              "which runs in the flow's process: set task_runner to dask (or ray) to use that "
+                              "cluster, or address to null")
+        pattern, example = ((_DASK_ADDRESS, "tcp://HOST:8786 (the Dask scheduler's address)")
+                            if self.task_runner == "dask" else (_RAY_ADDRESS, "ray://HOST:10001 or auto"))
+        if not pattern.match(self.address):
+            raise ParamsError(f"orchestration.address {self.address!r} is not a {self.task_runner} cluster address: "
+                              f"use {example}, or null for a local cluster")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How the training flow runs the training stages (sft, sft_text_only, p4d, grpo): in the flow's own process
+    (``processes: 1`` and no ``accelerate_config``, the embedded default), or each under ``accelerate launch`` in a
+    child process, one rank per process, rank 0 logging (``components.training.launch``, docs/production.md).
+    Only the flows read it; the CLI and ``dvc repro`` run a stage in one process."""
+
+    processes: int = 1  # per launch: one per GPU; > 1 launches the training stages with accelerate
+    # An accelerate config (infra/accelerate.yaml on the GPU pool); '' with processes > 1: one generated for this
+    # machine. Its num_processes and mixed_precision are overridden: processes here, precision from model.dtype.
+    accelerate_config: str = ""
+    # The ranks' rendezvous port; 0 lets accelerate take a free one, so two launches on one worker never collide.
+    main_process_port: int = 0
+
+    @property
+    def launched(self) -> bool:
+        return self.processes > 1 or bool(self.accelerate_config)
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ParamsError(f"launch.processes must be >= 1 (1: in the flow's process), got {self.processes}")
+        if self.accelerate_config and not self.accelerate_config.endswith((".yaml", ".yml", ".json")):
+            raise ParamsError(f"launch.accelerate_config must be an accelerate config file (.yaml or .json, e.g. "
+                              f"infra/accelerate.yaml) or '', got {self.accelerate_config!r}")
+        if not 0 <= self.main_process_port <= 65535:
+            raise ParamsError(f"launch.main_process_port must be a TCP port (0: a free one), got {self.main_process_port}")
+
+
 @dataclass(frozen=True)
 class TinyModelConfig:
     """Sizes of the random-init Qwen2.5-VL built when ``model.source`` is ``"tiny"``. The merger's
@@ -774,6 +836,7 @@ class GRPOConfig:
     use_lora: bool = False  # LoRA on the LLM (model.lora sizes), as MLLM-4D's release
     reverse_thinking: bool = False  # ST-R1: add reverse questions to the rft records
     use_vllm: bool = False  # vLLM rollouts on a GPU worker where vLLM is installed
+    deepspeed: str = ""  # GPU workers under `accelerate launch`: infra/deepspeed/zero2.json (as sft.deepspeed)
     logging_steps: int = 5
     save_steps: int = 50
     sample_completions: int = 4  # completions logged as text artifacts per logging step
@@ -790,6 +853,8 @@ class GRPOConfig:
                               f"({self.num_generations})")
         if self.max_steps < 1 or not self.learning_rate > 0 or self.beta < 0 or not self.temperature > 0:
             raise ParamsError("grpo.max_steps >= 1, learning_rate > 0, beta >= 0, temperature > 0")
+        if self.deepspeed and not self.deepspeed.endswith(".json"):
+            raise ParamsError("grpo.deepspeed must be a DeepSpeed JSON config path (infra/deepspeed/*.json) or ''")
 
 
 @dataclass(frozen=True)
@@ -816,6 +881,28 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class PromoteConfig:
+    """The promotion gate (``components.evaluation.promotion``): when ``@challenger`` becomes ``@champion``."""
+
+    metric: Literal["dynamic_mc_macro", "overall"] = "dynamic_mc_macro"
+    margin: float = 0.0  # the improvement's lower 95% bound must exceed this (fraction, 0.02 = 2 points)
+    tolerance: float = 0.05  # a category may drop this much (or by noise) without blocking promotion
+    min_format_valid: float = 0.95  # share of the challenger's answers with a readable <answer>
+    require_learning: bool = True  # the challenger beats its stronger control (shuffled video / text-only)
+    bootstrap_samples: int = 2000
+    seed: int = 0
+    alias: str = "champion"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_format_valid <= 1 or self.tolerance < 0:
+            raise ParamsError("promote.min_format_valid must be in [0, 1] and promote.tolerance >= 0")
+        if self.bootstrap_samples < 100:
+            raise ParamsError("promote.bootstrap_samples must be >= 100 (a 95% interval from fewer is noise)")
+        if self.alias == "challenger":
+            raise ParamsError("promote.alias cannot be 'challenger': that alias marks the model under test")
+
+
+@dataclass(frozen=True)
 class Params:
     source: SourceConfig = field(default_factory=SourceConfig)
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
@@ -823,6 +910,8 @@ class Params:
     quality: QualityConfig = field(default_factory=QualityConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -830,6 +919,7 @@ class Params:
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
 
     def __post_init__(self) -> None:
         if self.model.num_frames > self.curation.frames_per_record:

@@ -44,7 +44,8 @@ def scenes(params: Params, out: Path, *, root: Path, metrics_file: Path | None =
            render: Callable[[ScenesConfig, Path], list[Path]] | None = None) -> list[Path]:
     """The clips every later stage reads, into ``out``: rendered (``source.format: synthetic``, the embedded
     default; ``render`` lets a flow fan the clips out as tasks) or cut from a real stereo dataset
-    (``source.root``, read by ``components.sources``), which then replace ``out`` whole."""
+    (``source.root``, a folder or an ``s3://`` prefix mirrored locally first, read by ``components.sources``),
+    which then replace ``out`` whole."""
     from components.scenes import render_scenes
 
     source = params.source
@@ -55,10 +56,11 @@ def scenes(params: Params, out: Path, *, root: Path, metrics_file: Path | None =
             from components.io import atomic_dir
             from components.sources.clip import list_clips
             from components.sources.ingest import ingest
+            from components.storage import local_dir
 
+            dataset = local_dir(source.root, root)  # before the output is touched: a bad URI leaves it as it was
             with atomic_dir(out) as tmp:
-                ingest(source.format, Path(source.root), tmp, window=source.window, stride=source.stride,
-                       poses=source.poses)
+                ingest(source.format, dataset, tmp, window=source.window, stride=source.stride, poses=source.poses)
             clips = list_clips(out)
         elif render is None:
             clips = render_scenes(params.scenes, out, workers=params.curation.workers, progress=progress)
@@ -90,21 +92,31 @@ def log_curation(run: RunHandle, params: Params, clips_root: Path, out: Path, st
         run.log_artifact(som, "examples/set_of_marks")
 
 
-def curate(params: Params, clips_root: Path, out: Path, *, root: Path, metrics_file: Path | None = None,
+def curate(params: Params, clips_root: Path | str, out: Path | str, *, root: Path, metrics_file: Path | None = None,
            progress: bool = True, results: list[ClipResult] | None = None) -> dict:
-    """Curate ``clips_root`` into ``out``; ``results`` lets a flow pass clips it already mapped as tasks."""
+    """Curate ``clips_root`` into ``out``; ``results`` lets a flow pass clips it already mapped as tasks.
+
+    Either may be an ``s3://bucket/prefix`` (a string: ``Path`` would turn ``//`` into ``/``): clips are read
+    from their local mirror, which the records' frame paths then name, and the output is written to the out
+    URI's mirror, whose paths the records' Set-of-Marks images name, then published (``components.storage``)."""
     from components.curation.run import curate_clips, finalize
     from components.sources.clip import list_clips
+    from components.storage import check_output, is_s3, local_dir, mirror_dir, upload
 
+    out_dir = mirror_dir(out, root) if is_s3(out) else Path(out)
     with stage_run("curate", params.tracking, root, params={"curation": asdict(params.curation)}) as run:
         start = time.perf_counter()
+        if is_s3(out):
+            check_output(out)  # a wrong bucket fails now, not after the clips are curated
         if results is None:
-            clips = list_clips(clips_root)
+            clips = list_clips(local_dir(clips_root, root))
             if not clips:
                 raise ValueError(f"no clips found under {clips_root} (a clip is a folder with meta.json and left/)")
-            results = curate_clips(clips, params.curation, out, progress=progress)
-        stats = finalize(results, params.curation, out, seconds=time.perf_counter() - start)
-        log_curation(run, params, clips_root, out, stats)
+            results = curate_clips(clips, params.curation, out_dir, progress=progress)
+        stats = finalize(results, params.curation, out_dir, seconds=time.perf_counter() - start)
+        if is_s3(out):
+            upload(out_dir, out)
+        log_curation(run, params, clips_root, out_dir, stats)
     if metrics_file:
         write_json(metrics_file, curation_metrics(stats))
     return stats
@@ -155,6 +167,7 @@ def base_model(params: Params, curated: Path, out: Path, *, root: Path) -> Path:
     with stage_run("base_model", params.tracking, root, params={"model": asdict(params.model)}) as run:
         texts = tokenizer_corpus(read_records(Path(curated) / "sft.jsonl", split="sft"), params.model)
         model_dir = build_base_model(params.model, texts, out)
+        run.write_sidecar(model_dir)
         run.log_artifact(model_dir / "meta.json", "base_model")
         meta = json.loads((model_dir / "meta.json").read_text())
         run.log_metrics({f"params.{k}": float(v) for k, v in meta.get("parameters", {}).items()
@@ -173,6 +186,7 @@ def sft(params: Params, curated: Path, base: Path, out: Path, *, root: Path, pro
         run.log_metrics({"train_seconds": result.seconds, "train_samples_per_s": result.samples_per_s,
                          "final_loss": result.losses[-1] if result.losses else float("nan")})
         run.log_artifact(Path(out) / "meta.json", "sft")
+        run.write_sidecar(Path(out))
         gate(run, params, curated, result.losses, result.model_dir, params.sft.gate, Path(out), stage)
     return result
 
@@ -226,8 +240,10 @@ def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name:
         run.log_artifacts(Path(out), "evaluation")
         if register and params.evaluate.register:
             headline = {k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("model.") and k.count(".") == 1}
-            version = register_model(run, Path(model_dir), name=params.evaluate.registered_model,
-                                     alias="challenger", tags=headline)
+            version = register_model(run, Path(model_dir), model_cfg=params.model,
+                                     max_new_tokens=params.evaluate.max_new_tokens,
+                                     batch_size=params.evaluate.batch_size,
+                                     name=params.evaluate.registered_model, alias="challenger", tags=headline)
             run.set_tags({"mllm4d.registered_version": str(version)})
     return result.metrics
 
@@ -253,6 +269,7 @@ def teacher(params: Params, curated: Path, out: Path, *, root: Path, metrics_fil
             step = int(point.get("step", 0))
             run.log_metrics({f"loss.{k}": v for k, v in point.items() if k != "step"}, step=step)
         run.log_artifact(Path(out) / "teacher.json", "teacher")
+        run.write_sidecar(Path(out))
     if metrics_file:
         write_json(metrics_file, {"heldout": result.metrics, "baselines": result.baselines})
     return Path(out)
@@ -295,6 +312,7 @@ def p4d(params: Params, curated: Path, sft_model: Path, teacher_dir: Path, targe
             rows = [np.concatenate([depth_image(f, **scale) for f in d], axis=1) for d in (student, teacher_depth)]
             run.log_image(np.concatenate(rows, axis=0), f"depth/{snap.stem}.png")  # student above, teacher below
         run.log_artifact(Path(out) / "meta.json", "p4d")
+        run.write_sidecar(Path(out))
         gate(run, params, curated, result.losses, result.model_dir, params.p4d.train.gate, Path(out), "p4d")
     return result
 
@@ -320,6 +338,126 @@ def grpo(params: Params, curated: Path, init_model: Path, out: Path, *, root: Pa
                          **{f"unscorable.{k}": float(v) for k, v in result.unscorable.items()}})
         run.log_artifacts(Path(out) / "completions", "grpo/completions")
         run.log_artifact(Path(out) / "meta.json", "grpo")
+        run.write_sidecar(Path(out))
         gate(run, params, curated, result.losses, result.model_dir, params.grpo.gate, Path(out), "grpo",
              rewards=result.reward_curve, reward_tolerance=params.grpo.reward_tolerance)
     return result
+
+
+def promote(params: Params, curated: Path, out: Path, *, root: Path, model_dir: Path | None = None,
+            evaluation: Path | None = None, dry_run: bool = False):
+    """The promotion gate: ``@challenger`` vs ``@champion`` on the same bench records (``promote`` params);
+    writes ``out/decision.json`` and ``out/decision.md``. With ``model_dir`` and its ``evaluation`` folder
+    (``dvc repro``, where the evaluate stage registers nothing), that checkpoint is registered as
+    ``@challenger`` first, in this stage's run, with its evaluation beside it. ``dry_run``: decide and
+    report, change nothing in the registry."""
+    from components.io import read_jsonl
+    from components.tracking.promotion import promote_challenger
+    from components.tracking.registry import register_model
+
+    name = params.evaluate.registered_model
+    with stage_run("promote", params.tracking, root, params={"promote": asdict(params.promote)},
+                   tags={"mllm4d.dry_run": str(dry_run).lower()}) as run:
+        rows = None
+        if model_dir is not None:
+            if evaluation is None:
+                raise ValueError("promote: a model folder to register needs its evaluation folder (metrics.json, "
+                                 "predictions.jsonl)")
+            rows = (read_jsonl(Path(evaluation) / "predictions.jsonl"),
+                    json.loads((Path(evaluation) / "metrics.json").read_text()))
+            if not dry_run:
+                run.log_artifacts(Path(evaluation), "evaluation")
+                version = register_model(run, Path(model_dir), model_cfg=params.model,
+                                         max_new_tokens=params.evaluate.max_new_tokens,
+                                         batch_size=params.evaluate.batch_size, name=name, alias="challenger",
+                                         tags={})
+                run.set_tags({"mllm4d.registered_version": str(version)})
+        promotion = promote_challenger(run.tracking_uri, name, params.promote, dry_run=dry_run, challenger_rows=rows,
+                                       reevaluate=_champion_on(params, curated, run.tracking_uri))
+        d = promotion.decision
+        run.log_metrics({"promote.promoted": float(d.promote), "promote.challenger": d.challenger,
+                         "promote.format_valid": d.format_valid,
+                         **({"promote.improvement": d.improvement["value"]} if d.improvement else {})})
+        run.set_tags({"mllm4d.promotion": d.verdict, "mllm4d.challenger_version": str(promotion.challenger.version),
+                      "mllm4d.champion_version": str(promotion.champion.version) if promotion.champion else "none"})
+        write_json(Path(out) / "decision.json", {
+            "verdict": d.verdict, "dry_run": dry_run, "registered_model": name,
+            "challenger_version": int(promotion.challenger.version),
+            "champion_version": int(promotion.champion.version) if promotion.champion else None, **d.as_dict()})
+        (Path(out) / "decision.md").write_text(f"# Promotion of {name}{' (dry run)' if dry_run else ''}\n\n"
+                                               f"{promotion.summary}\n")
+        run.log_artifacts(Path(out), "promotion")
+    return promotion
+
+
+def _champion_on(params: Params, curated: Path, tracking_uri: str):
+    """``reevaluate`` for the promotion gate: the champion's registered model, with the settings it was
+    evaluated with, on the challenger's bench records (model only, no controls: the gate compares answers)."""
+
+    def reevaluate(version, rows: list[dict]) -> list[dict]:
+        import tempfile
+
+        from components.curation.schema import read_records
+        from components.evaluation.harness import evaluate as run_harness
+        from components.models import load_model
+        from components.models.generation import make_generate_fn
+        from components.tracking.registry import download_model_folder
+
+        by_id = {r["id"]: r for r in read_records(Path(curated) / "bench.jsonl", split="bench")}
+        missing = [r["id"] for r in rows if r["id"] not in by_id]
+        if missing:
+            raise ValueError(f"{len(missing)} of the challenger's records are not in {curated}/bench.jsonl "
+                             f"(e.g. {missing[:3]}): promote on the data the challenger was evaluated on")
+        with tempfile.TemporaryDirectory(prefix="mllm4d-champion-") as tmp:
+            folder, settings = download_model_folder(tracking_uri, version.name, version.version, Path(tmp))
+            model, processor = load_model(folder, settings["model"])
+            generate = make_generate_fn(model, processor, settings["model"], max_new_tokens=settings["max_new_tokens"])
+            result = run_harness([by_id[r["id"]] for r in rows], generate, batch_size=settings["batch_size"],
+                                 blind_baseline=False, shuffled_baseline=False,
+                                 n_boot=params.evaluate.bootstrap_samples, progress=False)
+        return result.predictions
+
+    return reevaluate
+
+
+def repro(params: Params, targets: list[str], *, root: Path) -> str:
+    """``dvc repro`` under one MLflow parent run: the stage runs it starts (each ``mllm4d`` command in its own
+    process) nest under it, as the id travels in ``MLLM4D_PARENT_RUN_ID``; the parent is tagged with the
+    ``dvc.lock`` the run left, the lock to commit with its outputs."""
+    import subprocess
+    import sys
+
+    from components.config import to_dict
+    from components.tracking import pipeline_run
+    from components.tracking.metadata import dvc_lock_tag
+
+    with pipeline_run("dvc-repro", params.tracking, root, params=to_dict(params)) as parent:
+        done = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=root, check=False)
+        parent.set_tags(dvc_lock_tag(root))
+        if done.returncode:
+            raise ValueError(f"dvc repro {' '.join(targets)} failed with exit code {done.returncode}; the MLflow "
+                             f"parent run {parent.url()} ends FAILED")
+    return f"dvc repro {' '.join(targets)}: done; stage runs under the MLflow parent run {parent.url()}"
+
+
+def evaluate_benchmark(params: Params, benchmark: str, annotations: Path, out: Path, *, name: str, root: Path,
+                       media_root: Path | None = None, model_dir: Path | None = None,
+                       predictions: Path | None = None, missing_as_wrong: bool = False, controls: bool = False,
+                       progress: bool = True) -> dict:
+    """An external benchmark (``components.evaluation.benchmarks``): a checkpoint's answers on its videos, or a
+    predictions file, scored and reported as the bench is; the scores and the report files (not the frame
+    cache) are logged. Nothing is registered: the registry's challenger is chosen on the own bench."""
+    from components.evaluation.benchmarks import evaluate_benchmark as run_benchmark
+
+    logged = {"evaluate": asdict(params.evaluate), **({"model": asdict(params.model)} if model_dir else {})}
+    with stage_run(f"evaluate_{benchmark}_{name}", params.tracking, root, params=logged,
+                   tags={"mllm4d.checkpoint": name, "mllm4d.benchmark": benchmark}) as run:
+        result = run_benchmark(benchmark, annotations, out, eval_cfg=params.evaluate, model_cfg=params.model,
+                               media_root=media_root, model_dir=model_dir, predictions=predictions,
+                               missing_as_wrong=missing_as_wrong, controls=controls, progress=progress)
+        run.log_metrics({k.removesuffix(".value"): float(v) for k, v in flatten(result.metrics).items()
+                         if k.endswith(".value") and isinstance(v, (int, float))})
+        for path in sorted(Path(out).iterdir()):
+            if path.is_file():
+                run.log_artifact(path, "evaluation")
+    return result.metrics

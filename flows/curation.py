@@ -2,16 +2,23 @@
 
 Thin: each task calls the same component function the CLI and ``dvc repro`` call. Rendering and
 curating fan out over clips with ``.map``; only I/O errors are retried; a failed gate fails the flow.
+
+The fan-outs run as sub-flows (``render-clips``, ``curate-clips``) because a flow's task runner is fixed when
+the flow starts, and this one only learns which runner ``orchestration`` asks for (threads, a Dask or a Ray
+cluster: ``flows.common.task_runner``) once it has read its params; the assembly, the gates and the MLflow
+runs stay in this process either way (``docs/scale_out.md``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFutureList, as_completed
+from prefect.task_runners import TaskRunner
 from tqdm import tqdm
 
 from components import stages
@@ -19,7 +26,7 @@ from components.config import CurationConfig, Params, ScenesConfig
 from components.curation.clip import ClipResult, curate_clip
 from components.scenes import render_clip
 from components.sources.clip import list_clips
-from flows.common import params_from, retry_on_io
+from flows.common import params_from, retry_on_io, task_runner
 
 
 def gather(futures: PrefectFutureList, desc: str) -> list:
@@ -49,14 +56,29 @@ def prior_gate_task(params: Params, curated: Path, report_dir: Path, root: Path)
     return stages.prior_gate(params, curated, report_dir, root=root)
 
 
-def render_as_tasks(cfg: ScenesConfig, out: Path) -> list[Path]:
-    """``stages.scenes``'s renderer in a flow: one task per clip."""
+# validate_parameters=False: the parameters are the stages' frozen dataclasses, already validated by load_params.
+@flow(name="render-clips", validate_parameters=False)
+def render_clips(cfg: ScenesConfig, out: Path) -> list[Path]:
     return [Path(p) for p in gather(render_one.map(unmapped(cfg), range(cfg.num_clips), unmapped(out)), "render")]
 
 
-def run_curation(params: Params, clips_root: Path, out: Path, root: Path, metrics_file: Path | None = None) -> dict:
+@flow(name="curate-clips", validate_parameters=False)
+def curate_clips(clips: list[Path], cfg: CurationConfig, out: Path) -> list[ClipResult]:
+    return gather(curate_one.map(clips, unmapped(cfg), unmapped(out)), "curate")
+
+
+def render_as_tasks(cfg: ScenesConfig, out: Path, runner: TaskRunner | None = None) -> list[Path]:
+    """``stages.scenes``'s renderer in a flow: one task per clip, on ``runner`` (Prefect's thread pool if None)."""
+    return render_clips.with_options(task_runner=runner)(cfg, out)
+
+
+def run_curation(params: Params, clips_root: Path, out: Path, root: Path, metrics_file: Path | None = None,
+                 runner: TaskRunner | None = None) -> dict:
+    """One ``curate_clip`` task per clip on ``runner`` (``orchestration``'s if None), then ``stages.curate``
+    assembles the results in this process."""
     clips = list_clips(clips_root)
-    results = gather(curate_one.map(clips, unmapped(params.curation), unmapped(out)), "curate")
+    runner = runner or task_runner(params.orchestration)
+    results = curate_clips.with_options(task_runner=runner)(clips, params.curation, out)
     return stages.curate(params, clips_root, out, root=root, results=results, metrics_file=metrics_file)
 
 
@@ -82,9 +104,12 @@ def curation(params_path: str = "params.yaml", overrides: list[str] | None = Non
     """Render (embedded default), curate and validate; returns the curation stats."""
     params, root = params_from(params_path, overrides)
     data, reports = Path(data_root), Path(reports_root)
+    runner = task_runner(params.orchestration)  # before any work: a runner that cannot be built fails the run here
     # the same metrics files as the DVC stages: a flow run and `dvc repro` leave the same reports/
-    stages.scenes(params, data / "scenes", root=root, render=render_as_tasks, metrics_file=reports / "scenes.json")
-    stats = run_curation(params, data / "scenes", data / "curated", root, metrics_file=reports / "curation.json")
+    stages.scenes(params, data / "scenes", root=root, render=partial(render_as_tasks, runner=runner),
+                  metrics_file=reports / "scenes.json")
+    stats = run_curation(params, data / "scenes", data / "curated", root, metrics_file=reports / "curation.json",
+                         runner=runner)
     report = validate_task(params, data / "curated", reports / "quality", root)
     prior = prior_gate_task(params, data / "curated", reports / "quality", root)
     create_markdown_artifact(key="curation-summary",

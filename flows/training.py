@@ -4,12 +4,14 @@ and beside SFT the text-only-trained control (the same SFT on blank frames) -> g
 Each task is a stage function the CLI and ``dvc repro`` call too; a failed gate raises and fails the flow.
 The text-only control trains beside SFT in a process of its own (the ``sft-text-only`` command): the two
 SFTs are the chain's longest steps, and in one process they would share the GIL and torch's RNG.
+
+With ``launch.processes > 1`` or a ``launch.accelerate_config`` (the GPU pool), every training stage (sft,
+sft-text-only, p4d, grpo) runs as its ``components.cli`` command under ``accelerate launch`` in a child process
+(``components.training.launch``), one rank per GPU, and the two SFTs take turns: each launch takes every GPU.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from prefect import flow, task
@@ -17,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from components import stages
 from components.config import Params
+from components.training.launch import cli_command, run_command, run_launched
 from flows.common import params_from
 
 
@@ -26,21 +29,25 @@ def base_model_task(params: Params, curated: Path, out: Path, root: Path) -> Pat
 
 
 @task(cache_policy=NO_CACHE)
-def sft_task(params: Params, curated: Path, base: Path, out: Path, root: Path) -> Path:
+def sft_task(params: Params, params_path: str, overrides: list[str] | None, curated: Path, base: Path, out: Path,
+             root: Path) -> Path:
+    if params.launch.launched:
+        run_launched("sft", params_path, overrides, ["--curated", curated, "--base", base, "--out", out], params)
+        return Path(out) / "model"
     return stages.sft(params, curated, base, out, root=root).model_dir
 
 
 @task(cache_policy=NO_CACHE)
-def sft_text_only_task(params_path: str, overrides: list[str] | None, curated: Path, base: Path, out: Path) -> Path:
-    """``mllm4d sft-text-only`` in a child process (its MLflow run nests under the parent's, whose id the child
-    inherits in ``MLLM4D_PARENT_RUN_ID``); a failure there (gate included) fails this task."""
-    sets = [arg for o in overrides or [] for arg in ("-S", o)]
-    cmd = [sys.executable, "-m", "components.cli", "--quiet", "--params", str(params_path), *sets, "sft-text-only",
-           "--curated", str(curated), "--base", str(base), "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"the text-only control failed (exit {done.returncode}): {' '.join(cmd)}\n"
-                           f"{done.stderr[-4000:]}")
+def sft_text_only_task(params: Params, params_path: str, overrides: list[str] | None, curated: Path, base: Path,
+                       out: Path) -> Path:
+    """``mllm4d sft-text-only`` in a child process, under ``accelerate launch`` when ``params.launch`` says so (its
+    MLflow run nests under the parent's, whose id the child inherits in ``MLLM4D_PARENT_RUN_ID``); a failure there
+    (gate included) fails this task."""
+    args = ["--curated", curated, "--base", base, "--out", out]
+    if params.launch.launched:
+        run_launched("sft-text-only", params_path, overrides, args, params)
+    else:
+        run_command(cli_command("sft-text-only", params_path, overrides, args), "the text-only control")
     return Path(out) / "model"
 
 
@@ -56,12 +63,21 @@ def teacher_targets_task(params: Params, curated: Path, teacher: Path, out: Path
 
 
 @task(cache_policy=NO_CACHE)
-def p4d_task(params: Params, curated: Path, sft: Path, teacher: Path, targets: Path, out: Path, root: Path) -> Path:
+def p4d_task(params: Params, params_path: str, overrides: list[str] | None, curated: Path, sft: Path, teacher: Path,
+             targets: Path, out: Path, root: Path) -> Path:
+    if params.launch.launched:
+        run_launched("p4d", params_path, overrides, ["--curated", curated, "--sft", sft, "--teacher", teacher,
+                                                     "--targets", targets, "--out", out], params)
+        return Path(out) / "model"
     return stages.p4d(params, curated, sft, teacher, targets, out, root=root).model_dir
 
 
 @task(cache_policy=NO_CACHE)
-def grpo_task(params: Params, curated: Path, init: Path, out: Path, root: Path) -> Path:
+def grpo_task(params: Params, params_path: str, overrides: list[str] | None, curated: Path, init: Path, out: Path,
+              root: Path) -> Path:
+    if params.launch.launched:
+        run_launched("grpo", params_path, overrides, ["--curated", curated, "--init", init, "--out", out], params)
+        return Path(out) / "model"
     return stages.grpo(params, curated, init, out, root=root).model_dir
 
 
@@ -72,12 +88,15 @@ def training(params_path: str = "params.yaml", overrides: list[str] | None = Non
     params, root = params_from(params_path, overrides)
     curated, models = Path(data_root) / "curated", Path(models_root)
     base = base_model_task(params, curated, models / "base", root)
-    text_only = sft_text_only_task.submit(params_path, overrides, curated, base, models / "sft_text_only")
-    sft = sft_task(params, curated, base, models / "sft", root)
+    setup = (params, params_path, overrides)  # a training task runs in this process or under accelerate launch
+    text_only = sft_text_only_task.submit(*setup, curated, base, models / "sft_text_only")
+    if params.launch.launched:
+        text_only.result()  # each launch takes every GPU it is given: the two SFTs take turns
+    sft = sft_task(*setup, curated, base, models / "sft", root)
     sft_text_only = text_only.result()
     teacher = teacher_task(params, curated, models / "teacher", root, Path(reports_root) / "teacher.json")
     targets = teacher_targets_task(params, curated, teacher, Path(data_root) / "teacher_targets", root)
-    p4d = p4d_task(params, curated, sft, teacher, targets, models / "p4d", root)
-    grpo = grpo_task(params, curated, stages.grpo_init(params, models), models / "grpo", root)
+    p4d = p4d_task(*setup, curated, sft, teacher, targets, models / "p4d", root)
+    grpo = grpo_task(*setup, curated, stages.grpo_init(params, models), models / "grpo", root)
     return {"zero_shot": str(base), "sft": str(sft), "sft_text_only": str(sft_text_only), "p4d": str(p4d),
             "grpo": str(grpo)}

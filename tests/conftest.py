@@ -1,5 +1,5 @@
 """Shared fixtures: the smoke preset, rendered and curated once per session, tracked in a temporary
-SQLite MLflow; quiet, offline library defaults."""
+SQLite MLflow; the smoke model built once from its records; quiet, offline library defaults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from components.env import apply_quiet_defaults
 
 apply_quiet_defaults()
 
-from components.config import Params, load_params
+from components.config import ModelConfig, Params, load_params
+from components.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "presets" / "smoke.yaml"
@@ -44,3 +45,23 @@ def smoke_curated(tmp_path_factory: pytest.TempPathFactory, smoke_params: Params
     out = tmp_path_factory.mktemp("curated")
     stats = curate(smoke_scenes, smoke_params.curation, out, progress=False)
     return out, stats
+
+
+@pytest.fixture(scope="session")
+def model_cfg(smoke_params: Params) -> ModelConfig:
+    return smoke_params.model
+
+
+@pytest.fixture(scope="session")
+def curated_records(smoke_curated: tuple[Path, dict]) -> list[dict]:
+    out, _ = smoke_curated
+    return [r for split in ("sft", "rft", "bench") for r in read_jsonl(out / f"{split}.jsonl")]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory, model_cfg: ModelConfig, curated_records: list[dict]) -> Path:
+    from components.models import build_base_model, tokenizer_corpus
+
+    # the tokenizer learns from the training splits only, as the pipeline does
+    texts = tokenizer_corpus([r for r in curated_records if r["split"] != "bench"], model_cfg)
+    return build_base_model(model_cfg, texts, tmp_path_factory.mktemp("models") / "base")

@@ -98,3 +98,17 @@ def test_malformed_override_value_is_a_one_line_error_naming_it(override):
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"override {override!r}") and "not valid YAML" in message
+
+
+def test_launch_keeps_the_embedded_default_in_process_and_checks_its_fields():
+    """``launch`` (the training flow under ``accelerate launch``): off in ``params.yaml``, so ``make run`` trains in
+    the flow's process; on with more than one process or an accelerate config; bad values name the key."""
+    assert not load_params(ROOT / "params.yaml").launch.launched
+    assert load_params(ROOT / "params.yaml", ["launch.processes=2"]).launch.launched
+    assert load_params(ROOT / "params.yaml", ["launch.accelerate_config=infra/accelerate.yaml"]).launch.launched
+    with pytest.raises(ParamsError, match=r"launch\.processes must be >= 1"):
+        load_params(ROOT / "params.yaml", ["launch.processes=0"])
+    with pytest.raises(ParamsError, match=r"launch\.accelerate_config must be an accelerate config file"):
+        load_params(ROOT / "params.yaml", ["launch.accelerate_config=infra/deepspeed"])
+    with pytest.raises(ParamsError, match=r"launch\.main_process_port must be a TCP port"):
+        load_params(ROOT / "params.yaml", ["launch.main_process_port=70000"])

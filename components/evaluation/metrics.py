@@ -4,7 +4,8 @@ A record's *score* is its correctness (0/1) for multiple choice and its mean rel
 numeric answers; Avg, Static, Dynamic and each category average the per-record scores over the
 records they hold (micro averages: R4D-Bench's Avg is the question-weighted mean of Sta and Dyn).
 Static means ``schema.STATIC_CATEGORIES`` plus the external benchmarks' static tasks that our own
-data has no counterpart for (R4D-Bench / STI-Bench 3D video grounding); every other category is dynamic.
+data has no counterpart for (R4D-Bench / STI-Bench 3D video grounding, VSI-Bench's questions about a still
+room); every other category is dynamic.
 
 MRA follows VSI-Bench: the share of thresholds 0.50, 0.55, ..., 0.95 at which the relative error is
 below ``1 - threshold``. Departures: relative errors are rounded to 9 decimals before the comparison so
@@ -33,7 +34,10 @@ from components.curation.schema import CATEGORIES, LETTERS, STATIC_CATEGORIES
 from components.evaluation.answers import extract_answer, is_correct, mean_relative_accuracy
 
 # External benchmarks' static tasks with no counterpart in schema.CATEGORIES.
-EXTRA_STATIC_CATEGORIES = ("video_grounding",)
+# VSI-Bench's configurational and measurement types ask about a still room (VSI-Bench's own grouping); its
+# spatiotemporal ones (route planning, appearance order) stay dynamic, as do all of VSTI-Bench's (camera motion).
+EXTRA_STATIC_CATEGORIES = ("video_grounding", "object_rel_direction", "object_rel_distance", "object_abs_distance",
+                           "object_counting", "object_size_estimation", "room_size_estimation")
 STATIC = frozenset(STATIC_CATEGORIES) | frozenset(EXTRA_STATIC_CATEGORIES)
 REQUIRED_FIELDS = ("id", "category", "answer_type", "options", "answer", "prompt_variant")
 _BOOTSTRAP_CHUNK = 2_000_000  # resampled values held in memory at once

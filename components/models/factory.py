@@ -6,7 +6,7 @@ downloaded here, so the embedded default (``model.source: tiny``) builds a seede
 a tokenizer trained on the curated texts: every later stage runs on a CPU in seconds, through the same
 code that loads a real checkpoint (``model.source: Qwen/Qwen2.5-VL-7B-Instruct`` or a local folder).
 
-Lineage: ``build_base_model`` writes ``meta.json`` (config, parameter counts per part, seed, git commit,
+Lineage: ``build_base_model`` writes ``meta.json`` (config, parameter counts per part, seed,
 digest of the tokenizer texts); for a real checkpoint it copies nothing and ``meta.json`` points at it,
 so downstream code always calls ``load_model(base_dir)``. Loading checks folder, ``model_type`` and
 safetensors weights before any weight is read, and never runs remote code or unpickles ``.bin`` files.
@@ -51,7 +51,6 @@ from components.io import (
     check_folder_digest,
     combined_digest,
     folder_file_digests,
-    git_commit,
     read_folder_digest,
     write_folder_digest,
     write_json,
@@ -158,7 +157,7 @@ def build_base_model(cfg: ModelConfig, texts: Iterable[str], out_dir: Path) -> P
     out_dir = Path(out_dir)
     texts = list(texts)
     digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()
-    meta: dict[str, Any] = {"source": cfg.source, "seed": cfg.seed, "config": to_dict(cfg), "git_commit": git_commit(),
+    meta: dict[str, Any] = {"source": cfg.source, "seed": cfg.seed, "config": to_dict(cfg),
                             "texts": {"count": len(texts), "sha256": digest}}
     if cfg.source != "tiny":
         path = resolve_source(cfg.source)

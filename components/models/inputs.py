@@ -44,15 +44,32 @@ def frame_indices(num_available: int, num_frames: int) -> list[int]:
     return [int(i) for i in np.linspace(0, num_available - 1, num_frames).round()]
 
 
+# Record keys for frames already in memory (the served model decodes them from the request): the
+# clip's frames as PIL images, one per timestamp, in place of ``frame_paths``, and the Set-of-Marks
+# image in place of the ``som_image`` path.
+FRAME_IMAGES = "frame_images"
+SOM_FRAME = "som_frame"
+
+
 def frames_for(record: dict, cfg: ModelConfig, *, blank: bool = False) -> list[Image.Image]:
     """The record's frames for the model, RGB, ``frame_size`` square; the Set-of-Marks image (when the
     question names regions) replaces the first frame, as the marks are drawn on that frame. ``blank``:
     the same number of black frames (the blind baseline); ``cfg.blank_frames`` blanks them always (the
     text-only-trained control: training, gates and evaluation alike). The time cue is applied here: ``tpe``
-    stamps each frame with its timestamp (``components.models.tpe``), ``marks`` burns "t s" into it."""
-    picked = frame_indices(len(record["frame_paths"]), cfg.num_frames)
+    stamps each frame with its timestamp (``components.models.tpe``), ``marks`` burns "t s" into it.
+
+    Frames come from files (``frame_paths``, ``som_image``) or, when the record holds ``FRAME_IMAGES``
+    (and ``SOM_FRAME``), from memory; both are resized the same way, so a PNG sent to the served model
+    gives the pixels evaluation read from the file."""
+    in_memory = record.get(FRAME_IMAGES)
+    picked = frame_indices(len(in_memory if in_memory is not None else record["frame_paths"]), cfg.num_frames)
     if blank or cfg.blank_frames:
         frames = [Image.new("RGB", (cfg.frame_size, cfg.frame_size)) for _ in picked]
+    elif in_memory is not None:
+        images = [in_memory[i] for i in picked]
+        if record.get(SOM_FRAME) is not None:
+            images[0] = record[SOM_FRAME]
+        frames = [_fit_frame(image, cfg.frame_size) for image in images]
     else:
         paths = [record["frame_paths"][i] for i in picked]
         if record.get("som_image"):
@@ -96,7 +113,11 @@ def _load_frame(path: str, size: int, mtime_ns: int) -> Image.Image:
     """Decode and resize once: every question of a clip shares its frames, and PNG decoding was half of
     the encoding time (profiled). Callers must not modify the returned image (the processor does not)."""
     with Image.open(path) as image:
-        return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        return _fit_frame(image, size)
+
+
+def _fit_frame(image: Image.Image, size: int) -> Image.Image:
+    return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
 
 
 def answer_for(record: dict, cfg: ModelConfig) -> str:

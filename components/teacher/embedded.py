@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from components.config import ModelConfig, TeacherConfig
-from components.io import atomic_path, file_digest, git_commit, write_json
+from components.io import atomic_path, file_digest, write_json
 from components.teacher.base import CHANNELS, Grid, Teacher, TeacherError, student_grid
 from components.time_encoding import timestamp_encoding
 
@@ -226,7 +226,7 @@ class EmbeddedTeacher(Teacher):
             "kind": "embedded", "weights": WEIGHTS, "weights_sha256": file_digest(out / WEIGHTS),
             "architecture": {**asdict(self.arch), "modalities": list(self.arch.modalities)},
             "grid": asdict(self.grid), "channels": self.channels, "map_size": self.map_size,
-            "modalities": list(self.modalities), "metrics": metrics or {}, "git_commit": git_commit(),
+            "modalities": list(self.modalities), "metrics": metrics or {},
             **(extra or {}),
         })
         return out

@@ -24,6 +24,7 @@ from components.tracking.redact import is_secret, mask_url_passwords, redact_tex
 log = logging.getLogger(__name__)
 
 GIT_TAG, DIRTY_TAG, DVC_LOCK_TAG = "mllm4d.git.commit", "mllm4d.git.dirty", "mllm4d.dvc_lock.sha256"
+PIPELINE_WRITES = ("reports", "dvc.lock")  # git-tracked files a pipeline run rewrites: not code, not "dirty"
 
 def clean(items: dict[str, Any], limit: int, what: str, root: Path | None = None) -> dict[str, str]:
     """Params or tags as MLflow takes them: strings, through ``redact`` (a secret drops the item, with a
@@ -48,7 +49,10 @@ def flatten_params(d: dict | Any) -> dict[str, str]:
 
 
 def lineage_tags(project_root: Path) -> dict[str, str]:
-    """Git commit + dirty flag (tracked files only, like ``git describe --dirty``) and the dvc.lock hash."""
+    """Git commit + dirty flag: tracked files only, like ``git describe --dirty``, and not the files a pipeline
+    run itself rewrites (``PIPELINE_WRITES``: the reports and dvc.lock), or every run after the first would
+    be "dirty". The dvc.lock hash is not here: a stage runs before its lock entry exists, so the lock it
+    could name is never the one committed with its outputs (``dvc_lock_tag`` after ``dvc repro`` is)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -61,13 +65,17 @@ def lineage_tags(project_root: Path) -> dict[str, str]:
 
     tags = {GIT_TAG: "unknown"}
     if commit := git("rev-parse", "HEAD"):
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *(f":(exclude){p}" for p in PIPELINE_WRITES))
         tags |= {GIT_TAG: commit, "mlflow.source.git.commit": commit}
         tags[DIRTY_TAG] = "unknown" if status is None else str(bool(status)).lower()
-    lock = Path(project_root) / "dvc.lock"
-    if lock.is_file():
-        tags[DVC_LOCK_TAG] = file_digest(lock)
     return tags
+
+
+def dvc_lock_tag(project_root: Path) -> dict[str, str]:
+    """The sha256 of ``dvc.lock`` as it is now (after ``dvc repro`` wrote it: the lock to commit)."""
+    lock = Path(project_root) / "dvc.lock"
+    return {DVC_LOCK_TAG: file_digest(lock)} if lock.is_file() else {}
 
 
 def content_digest(path: Path, files: list[Path]) -> str:

@@ -36,8 +36,16 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from components.config import TrackingConfig
-from components.io import read_jsonl
-from components.tracking.metadata import clean, content_digest, flatten_params, json_cell, lineage_tags
+from components.io import read_jsonl, write_json
+from components.tracking.metadata import (
+    DIRTY_TAG,
+    GIT_TAG,
+    clean,
+    content_digest,
+    flatten_params,
+    json_cell,
+    lineage_tags,
+)
 from components.tracking.redact import project_root as current_root
 from components.tracking.redact import redact_text, redacted_copy, use_root
 
@@ -111,6 +119,16 @@ class RunHandle:
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return f"{self.tracking_uri} run {self.run_id}"
+
+    def write_sidecar(self, out: Path) -> Path:
+        """``<out>.run.json`` beside a stage's output folder: the run and the commit that made it. Beside, not
+        inside: the folder is a DVC output, and a commit inside it would change its hash on every commit."""
+        tags = self._client.get_run(self.run_id).data.tags
+        sidecar = Path(f"{Path(out)}.run.json")
+        write_json(sidecar, {"stage": tags.get(STAGE_TAG), "mlflow_run_id": self.run_id,
+                             "experiment_id": self.experiment_id, "git_commit": tags.get(GIT_TAG),
+                             "git_dirty": tags.get(DIRTY_TAG)})
+        return sidecar
 
     def log_params(self, params: dict) -> None:
         with use_root(self.root):
@@ -189,6 +207,39 @@ class RunHandle:
     def set_tags(self, tags: dict[str, str]) -> None:
         safe = clean(tags, MAX_TAG_VAL_LENGTH, "tag", self.root)
         self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in safe.items()])
+
+
+class OtherRankHandle:
+    """What ``stage_run`` yields on a rank other than 0 of an ``accelerate launch``: every rank runs the stage (each
+    trains its share of the batches), rank 0 alone logs, so a stage has one MLflow run. Logging here does nothing.
+    Not a ``RunHandle`` subclass on purpose: a logging method added there and not here fails loudly on these ranks
+    instead of logging from every rank."""
+
+    def __init__(self, stage: str, rank: int) -> None:
+        self.stage, self.rank, self.run_id = stage, rank, None
+
+    def url(self) -> str:
+        return f"(rank {self.rank}: the {self.stage} run is rank 0's)"
+
+    def write_sidecar(self, out: Path) -> Path:
+        return Path(f"{Path(out)}.run.json")  # rank 0 writes it
+
+    def log_dataset(self, path: Path, *, name: str, context: str, role: str = "input") -> str:
+        return ""
+
+    def log_params(self, *args, **kwargs) -> None: ...
+    def log_metrics(self, *args, **kwargs) -> None: ...
+    def log_artifact(self, *args, **kwargs) -> None: ...
+    def log_artifacts(self, *args, **kwargs) -> None: ...
+    def log_image(self, *args, **kwargs) -> None: ...
+    def log_text(self, *args, **kwargs) -> None: ...
+    def set_tags(self, *args, **kwargs) -> None: ...
+
+
+def launch_rank() -> int:
+    """This process's global rank under ``accelerate launch`` (torch's launcher sets ``RANK``); 0 in a plain process.
+    Read from the environment: a stage opens its run before any trainer, or process group, exists."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def _status(exc: BaseException | None) -> str:
@@ -319,8 +370,11 @@ def stage_run(
     """A stage's run: nested under ``MLLM4D_PARENT_RUN_ID`` (or this thread's active run), else top-level.
 
     It is the active MLflow run while open. An exception ends it FAILED (KILLED on Ctrl-C or SIGTERM) and
-    re-raises.
+    re-raises. On a rank other than 0 of an ``accelerate launch`` it opens nothing: an ``OtherRankHandle``.
     """
+    if (rank := launch_rank()) != 0:  # under `accelerate launch`: one run per stage, rank 0's
+        yield OtherRankHandle(stage, rank)
+        return
     experiment_id = setup(cfg, project_root)
     uri = resolve_tracking_uri(cfg, project_root)
     close_orphaned_runs(MlflowClient(uri), experiment_id)

@@ -56,7 +56,7 @@ from components.rewards import BoundReward, check_terms, completion_text, weight
 from components.training.gate import loss_curve
 from components.training.grpo_rollouts import rollout_rewards
 from components.training.lineage import input_digests, write_lineage
-from components.training.sft import ExactResume, PartLearningRates, common_args, fit
+from components.training.sft import ExactResume, PartLearningRates, common_args, fit, rank_progress
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,7 @@ def trl_args(cfg: GRPOConfig, model_cfg: ModelConfig, weights: list[float], out:
         gradient_checkpointing=False,
         use_vllm=vllm,
         vllm_mode="colocate",
+        deepspeed=cfg.deepspeed or None,
     )
 
 
@@ -269,6 +270,8 @@ def grpo_trainer(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelCo
         callbacks=[book],
         lr_scales=model_cfg.trainable.lr_scales(),
     )
+    if not trainer.is_world_process_zero():
+        book.samples = 0  # under `accelerate launch` rank 0 writes its share of completions: one file per step
     for fn, _ in rollouts.values():
         fn.attach(trainer)
     if model_cfg.time_cue == "tpe" and trainer.ref_model is not None:
@@ -296,17 +299,21 @@ def run_grpo(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelConfig
     digests = input_digests(sources)
     output, seconds, resume = fit(trainer, out, {**digests, "config": {
         "grpo": resume_key(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)}})
-    model_dir = save_model(trainer.model, trainer.processing_class, out / "model")
+    model_dir, processes = out / "model", rank_progress(trainer)
     history = trainer.state.log_history
     curve, losses = reward_curve(history), loss_curve(history)
     last = next((e for e in reversed(history) if "reward" in e), {})
     config = {"grpo": asdict(cfg), "rewards": asdict(rewards_cfg), "model": asdict(model_cfg)}
-    write_lineage(out, stage="grpo", config=config, inputs=sources, digests=digests, model_dir=model_dir,
-                  n_records=len(records), resumed_from=resume, steps=trainer.state.global_step,
-                  # strict JSON: a non-finite value (the gate's to judge) is written as null
-                  reward_curve=[x if math.isfinite(x) else None for x in curve],
-                  losses=[x if math.isfinite(x) else None for x in losses],
-                  unscorable=dict(book.unscorable), train_metrics=output.metrics)
+    if trainer.is_world_process_zero():  # one rank writes the outputs, the others wait (as sft.run_sft)
+        save_model(trainer.model, trainer.processing_class, model_dir)
+        write_lineage(out, stage="grpo", config=config, inputs=sources, digests=digests, model_dir=model_dir,
+                      n_records=len(records), resumed_from=resume, steps=trainer.state.global_step,
+                      # strict JSON: a non-finite value (the gate's to judge) is written as null
+                      reward_curve=[x if math.isfinite(x) else None for x in curve],
+                      losses=[x if math.isfinite(x) else None for x in losses],
+                      # under `accelerate launch`: rank 0's completions only
+                      unscorable=dict(book.unscorable), processes=processes, train_metrics=output.metrics)
+    trainer.accelerator.wait_for_everyone()
     log.info("GRPO: %d steps in %.1f s; mean reward %s -> %s", trainer.state.global_step, seconds,
              f"{curve[0]:.3f}" if curve else "-", f"{curve[-1]:.3f}" if curve else "-")
     return GRPOResult(model_dir, curve, losses, trainer.state.global_step, seconds, dict(book.unscorable), last,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.io import file_digest, git_commit, read_folder_digest, write_json
+from components.io import file_digest, read_folder_digest, write_json
 from components.models.factory import DIGEST, model_digest
 
 
@@ -31,12 +31,12 @@ def input_digests(inputs: dict[str, Path]) -> dict[str, str]:
 
 def write_lineage(out: Path, *, stage: str, config: dict, inputs: dict[str, Path], digests: dict[str, str],
                   model_dir: Path, **record: Any) -> None:
-    """``out/meta.json``: the stage, its config, the code's commit, each input's path and digest, the digest of
-    the model it wrote, and ``record`` (steps, losses, ...)."""
+    """``out/meta.json``: the stage, its config, each input's path and digest, the digest of the model it wrote,
+    and ``record`` (steps, losses, ...). Nothing run-specific (no git commit, no run id): this folder is a DVC
+    output, hashed; the commit is on the stage's MLflow run and in the ``<out>.run.json`` sidecar."""
     write_json(Path(out) / "meta.json", {
         "stage": stage,
         "config": config,
-        "git_commit": git_commit(),
         "inputs": {name: {"path": str(path), "sha256": digests[name]} for name, path in inputs.items()},
         "model_digest": read_folder_digest(model_dir, DIGEST),
         **record,

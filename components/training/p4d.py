@@ -55,6 +55,7 @@ from components.training.sft import (
     RecordCollator,
     TrainResult,
     fit,
+    rank_progress,
     records_dataset,
     resume_key,
     trl_args,
@@ -220,6 +221,8 @@ class P4DLogCallback(TrainerCallback):
             self.curve.append({"step": state.global_step, **means})
 
     def on_step_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # under `accelerate launch` every rank would write the same file
+            return
         if state.global_step in self.depth_steps and self.distiller.last_depth is not None:
             student, teacher = self.distiller.last_depth
             np.savez_compressed(self.out / f"step_{state.global_step:06d}.npz", student=student, teacher=teacher)
@@ -278,13 +281,16 @@ def run_p4d(cfg: P4DConfig, teacher_cfg: TeacherConfig, model_cfg: ModelConfig, 
     inputs = {**digests, "config": {"p4d": {**asdict(cfg), "train": resume_key(cfg.train)}, "model": asdict(model_cfg)}}
     output, seconds, resume = fit(trainer, out, inputs)
     distiller.detach()  # training-only modules go: the export is the base architecture
-    model_dir = save_model(trainer.model, processor, out / "model")
-    losses = loss_curve(trainer.state.log_history)
-    curve = p4d_log.curve
-    write_lineage(out, stage="p4d", config={"p4d": asdict(cfg), "teacher": asdict(teacher_cfg), "model": asdict(model_cfg)},
-                  inputs=sources, digests=digests, model_dir=model_dir, teacher={"path": str(teacher_dir)},
-                  targets_teacher=index.get("teacher"), resumed_from=resume, steps=trainer.state.global_step,
-                  losses=losses, distill_curve=curve, train_metrics=output.metrics)
+    model_dir, losses, processes = out / "model", loss_curve(trainer.state.log_history), rank_progress(trainer)
+    curve = p4d_log.curve  # under `accelerate launch`: rank 0's share of each batch
+    if trainer.is_world_process_zero():  # one rank writes the outputs, the others wait (as run_sft)
+        save_model(trainer.model, processor, model_dir)
+        write_lineage(out, stage="p4d", config={"p4d": asdict(cfg), "teacher": asdict(teacher_cfg),
+                                                "model": asdict(model_cfg)},
+                      inputs=sources, digests=digests, model_dir=model_dir, teacher={"path": str(teacher_dir)},
+                      targets_teacher=index.get("teacher"), resumed_from=resume, steps=trainer.state.global_step,
+                      losses=losses, distill_curve=curve, processes=processes, train_metrics=output.metrics)
+    trainer.accelerator.wait_for_everyone()
     return P4DResult(model_dir, losses, trainer.state.global_step, seconds,
                      output.metrics.get("train_samples_per_second", math.nan), output.metrics, curve,
                      sorted(depth_dir.glob("step_*.npz")))

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset
-from transformers import PreTrainedModel, set_seed
+from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from trl import SFTConfig as TRLSFTConfig
@@ -128,6 +129,10 @@ def trl_args(cfg: SFTConfig, model_cfg: ModelConfig, out: Path, *, report_to: st
         max_grad_norm=cfg.max_grad_norm,
         gradient_checkpointing=cfg.gradient_checkpointing and torch.cuda.is_available(),
         deepspeed=cfg.deepspeed or None,
+        # Under `accelerate launch` (DDP): no search for unused parameters. It walks back from the forward's outputs,
+        # so it counts P4D's D_4DP (run by the distillation loss, after the forward) as unused and DDP then marks its
+        # parameters ready twice; SFT has no unused parameters to find (DDP warns the search is wasted).
+        ddp_find_unused_parameters=False,
         # Our collator builds inputs and labels from the records: TRL must not tokenise or drop the column.
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
@@ -154,11 +159,15 @@ def run_sft(cfg: SFTConfig, model_cfg: ModelConfig, curated: Path, base_model: P
     digests = input_digests(sources)
     output, seconds, resume = fit(trainer, Path(out), {**digests,
                                                        "config": {"sft": resume_key(cfg), "model": asdict(model_cfg)}})
-    model_dir = save_model(trainer.model, processor, Path(out) / "model")  # LoRA merged: base architecture
-    losses = loss_curve(trainer.state.log_history)
-    write_lineage(Path(out), stage="sft", config={"sft": asdict(cfg), "model": asdict(model_cfg)}, inputs=sources,
-                  digests=digests, model_dir=model_dir, resumed_from=resume, steps=trainer.state.global_step,
-                  losses=losses, train_metrics=output.metrics)
+    model_dir, losses, processes = Path(out) / "model", loss_curve(trainer.state.log_history), rank_progress(trainer)
+    # Under `accelerate launch` every rank holds the same trained weights (DDP, ZeRO-2): rank 0 writes the outputs,
+    # the others wait for it, so each returns with the folder whole. In one process: write, and no wait.
+    if trainer.is_world_process_zero():
+        save_model(trainer.model, processor, model_dir)  # LoRA merged: base architecture
+        write_lineage(Path(out), stage="sft", config={"sft": asdict(cfg), "model": asdict(model_cfg)}, inputs=sources,
+                      digests=digests, model_dir=model_dir, resumed_from=resume, steps=trainer.state.global_step,
+                      losses=losses, processes=processes, train_metrics=output.metrics)
+    trainer.accelerator.wait_for_everyone()
     return TrainResult(model_dir, losses, trainer.state.global_step, seconds,
                        output.metrics.get("train_samples_per_second", math.nan), output.metrics)
 
@@ -182,10 +191,20 @@ def fit(trainer: ExactResume, out: Path, inputs: dict):
     # Callbacks that add to each log entry (throughput, P4D's loss parts) must run before MLflow's, so the
     # MLflow callback moves to the end of the list.
     use_filtered_mlflow_callback(trainer)
-    resume = _resumable(out / "checkpoints", inputs)
+    # Under `accelerate launch` rank 0 alone decides (it may remove stale checkpoints) and every rank resumes from
+    # what it chose; in one process the broadcast hands the value back.
+    resume = _resumable(out / "checkpoints", inputs) if trainer.is_world_process_zero() else None
+    resume = broadcast_object_list([resume], from_process=0)[0]
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     return output, time.perf_counter() - start, resume
+
+
+def rank_progress(trainer: Trainer) -> list[dict]:
+    """Each process's rank and the optimizer steps it took, from every rank (a collective: all ranks call it).
+    Under `accelerate launch` ``meta.json`` shows that every rank trained; one entry for a run in one process."""
+    mine = {"rank": trainer.args.process_index, "steps": trainer.state.global_step}
+    return sorted(gather_object([mine]), key=lambda p: p["rank"])
 
 
 def _resumable(checkpoints: Path, inputs: dict) -> str | None:

@@ -61,7 +61,7 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     children = {r.data.tags["mllm4d.stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
     assert set(children) == {"scenes", "curate", "validate_data", "prior_gate", "base_model", "sft", "sft_text_only",
                              "teacher", "teacher_targets", "p4d", "grpo", "evaluate_sft_text_only", "evaluate_zero_shot",
-                             "evaluate_sft", "evaluate_p4d", "evaluate_grpo"}
+                             "evaluate_sft", "evaluate_p4d", "evaluate_grpo", "promote"}
     for stage in ("sft", "sft_text_only", "p4d", "grpo"):
         assert children[stage].data.metrics["gate_success"] == 1.0, stage
     assert {"p4d/ld", "p4d/depth", "p4d/flow"} <= set(children["p4d"].data.metrics)
@@ -80,6 +80,21 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
 
     artifact = Artifact.get("curation-summary")
     assert artifact is not None and "Data gate" in artifact.data and "Language-prior gate" in artifact.data
+
+    # The promotion gate ran last: the first model has no champion to beat (the smoke preset turns the format
+    # and learning checks off), so it is promoted, and the decision is on the version and the parent run.
+    assert client.get_model_version_by_alias("mllm4d", "champion").version == version.version
+    decided = client.get_model_version("mllm4d", version.version)
+    assert decided.tags["mllm4d.promotion"] == "promoted" and "no champion" in decided.tags["mllm4d.promotion.reasons"]
+    assert "**promoted**" in decided.description
+    decision = json.loads((tmp_path / "reports/promotion/decision.json").read_text())
+    assert decision["verdict"] == "promoted" and decision["challenger_version"] == int(version.version)
+    parent = client.get_run(parents[0].info.run_id)
+    assert parent.data.metrics["promoted"] == 1.0 and "model.overall" in parent.data.metrics
+    assert parent.data.tags["mllm4d.promotion"] == "promoted"
+    # The summary renders as a table: each row on its own line, no blank line between rows.
+    summary_md = Artifact.get("pipeline-summary").data
+    assert "| zero_shot |" in summary_md and "|\n\n|" not in summary_md and "## Promotion" in summary_md
 
 
 def test_failed_gate_fails_the_flow(tmp_path, tracking):

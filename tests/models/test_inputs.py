@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,8 @@ from components.models import (
     load_model,
     target_text,
 )
-from components.models.inputs import frame_indices
+from components.models.inputs import FRAME_IMAGES, SOM_FRAME, frame_indices
+from components.models.tpe import TIME_KEY
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,22 @@ def test_frames_are_resized_and_som_replaces_the_first(records, model_cfg):
     assert np.array_equal(np.asarray(frames[-1]), np.asarray(last))
     som = Image.open(region["som_image"]).convert("RGB").resize(frames[0].size, Image.Resampling.BICUBIC)
     assert np.array_equal(np.asarray(frames_for(region, cfg)[0]), np.asarray(som))
+
+
+@pytest.mark.parametrize("time_cue", ["tpe", "marks"])
+def test_frames_in_memory_match_the_files(records, model_cfg, time_cue):
+    """The served model decodes the request's image bytes: the frames it builds are evaluation's, pixel for
+    pixel, with the same timestamps (the Set-of-Marks image first for the region-prompted record)."""
+    cfg = dataclasses.replace(model_cfg, time_cue=time_cue)
+    for record in records[:2]:  # plain, then region-prompted
+        decoded = {**record, "frame_paths": [], "som_image": None,  # nothing left to read from disk
+                   FRAME_IMAGES: [Image.open(io.BytesIO(Path(p).read_bytes())) for p in record["frame_paths"]],
+                   SOM_FRAME: Image.open(record["som_image"]) if record["som_image"] else None}
+        got, want = frames_for(decoded, cfg), frames_for(record, cfg)
+        assert len(got) == len(want) == cfg.num_frames
+        for g, w in zip(got, want, strict=True):
+            assert g.size == w.size and np.array_equal(np.asarray(g), np.asarray(w))
+            assert g.info.get(TIME_KEY) == w.info.get(TIME_KEY)
 
 
 def test_conversation_shape_and_answer_formats(records, model_cfg):

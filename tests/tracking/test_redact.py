@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components.config import TrackingConfig
+from components.config import ModelConfig, TrackingConfig
 from components.tracking import PARENT_RUN_ENV, stage_run
 from components.tracking.redact import redact_text, relative_path
 
@@ -161,7 +161,8 @@ def test_registered_model_folder_is_filtered(root: Path) -> None:
     (model_dir / "meta.json").write_text(json.dumps({"base_model": {"path": ELSEWHERE}}))
     (model_dir / "model.safetensors").write_bytes(b"\x00" * 64)
     with stage_run("evaluate", CFG, root) as run:
-        register_model(run, model_dir, name="mllm4d-redact", tags={"source": str(model_dir)})
+        register_model(run, model_dir, model_cfg=ModelConfig(), max_new_tokens=8, batch_size=1, name="mllm4d-redact",
+                       tags={"source": str(model_dir)})
     client = MlflowClient(run.tracking_uri)
     version = client.get_model_version_by_alias("mllm4d-redact", "challenger")
     assert version.tags == {"source": "models/sft/model"}
@@ -176,25 +177,3 @@ def test_registered_model_folder_is_filtered(root: Path) -> None:
         assert "mllm4d-redacted-" not in text  # MLmodel names where its artifact was copied from
 
 
-def test_pyfunc_loads_safetensors_only_and_no_remote_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import transformers
-
-    from components.tracking.registry import VLMFolderModel
-
-    calls: dict[str, dict] = {}
-
-    def recorder(name: str):
-        def from_pretrained(path, **kwargs):
-            calls[name] = kwargs
-            return SimpleNamespace(eval=lambda: None)
-
-        return from_pretrained
-
-    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", recorder("processor"))
-    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", recorder("model"))
-    model = VLMFolderModel()
-    model.load_context(SimpleNamespace(artifacts={"model_dir": str(tmp_path)}))
-    model._load()
-    assert calls["model"].get("use_safetensors") is True
-    assert calls["model"].get("trust_remote_code") is False
-    assert calls["processor"].get("trust_remote_code") is False

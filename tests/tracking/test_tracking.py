@@ -27,6 +27,7 @@ from components.tracking import (
     setup,
     stage_run,
 )
+from components.tracking.metadata import dvc_lock_tag
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = TrackingConfig(experiment="mllm4d-test")
@@ -247,18 +248,26 @@ def test_lineage_tags_in_a_git_repo(tmp_path: Path) -> None:
         return subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
 
     git("init", "-q")
-    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
-    git("add", "dvc.lock")
+    (tmp_path / "reports").mkdir()
+    for name in ("dvc.lock", "reports/comparison.md", "code.py"):
+        (tmp_path / name).write_text("v1\n")
+    git("add", ".")
     git("commit", "-qm", "init")
     uri = resolve_tracking_uri(CFG, tmp_path)
     with stage_run("curate", CFG, tmp_path) as clean:
         pass
-    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    # what a pipeline run itself rewrites (reports, dvc.lock) does not make the next run "dirty"
+    (tmp_path / "dvc.lock").write_text("v2\n")
+    (tmp_path / "reports/comparison.md").write_text("v2\n")
+    with stage_run("curate", CFG, tmp_path) as outputs_changed:
+        pass
+    (tmp_path / "code.py").write_text("v2\n")
     with stage_run("curate", CFG, tmp_path) as dirty:
         pass
-    tags = [MlflowClient(uri).get_run(r.run_id).data.tags for r in (clean, dirty)]
+    tags = [MlflowClient(uri).get_run(r.run_id).data.tags for r in (clean, outputs_changed, dirty)]
     assert tags[0]["mllm4d.git.commit"] == git("rev-parse", "HEAD") == tags[0]["mlflow.source.git.commit"]
-    assert (tags[0]["mllm4d.git.dirty"], tags[1]["mllm4d.git.dirty"]) == ("false", "true")
-    assert (
-        tags[1]["mllm4d.dvc_lock.sha256"] == hashlib.sha256((tmp_path / "dvc.lock").read_bytes()).hexdigest()
-    )
+    assert [t["mllm4d.git.dirty"] for t in tags] == ["false", "false", "true"]
+    # a stage run names no dvc.lock (its own entry is written after it); dvc_lock_tag names the current one
+    assert all("mllm4d.dvc_lock.sha256" not in t for t in tags)
+    assert dvc_lock_tag(tmp_path) == {
+        "mllm4d.dvc_lock.sha256": hashlib.sha256((tmp_path / "dvc.lock").read_bytes()).hexdigest()}
