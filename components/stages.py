@@ -207,8 +207,11 @@ def gate(run: RunHandle, params: Params, curated: Path, losses: list[float], mod
     """The training gate after a training stage: report logged, ``TrainingGateFailed`` when it fails.
     ``rewards`` (GRPO) replaces "the loss fell" by "the mean reward held"."""
     from components.curation.schema import read_records
+    from components.tracking.runs import launch_rank
     from components.training.gate import TrainingGateFailed, training_gate
 
+    if launch_rank() != 0:  # under `accelerate launch` rank 0 alone checks (and writes) the one saved model
+        return {"success": True, "skipped": f"rank {launch_rank()}"}
     bench = read_records(Path(curated) / "bench.jsonl", split="bench")
     report = training_gate(losses, model_dir, gate_cfg, params.model, bench, out / "gate.json", raise_on_failure=False,
                            rewards=rewards, reward_tolerance=reward_tolerance)
@@ -378,11 +381,12 @@ def promote(params: Params, curated: Path, out: Path, *, root: Path, model_dir: 
         run.log_metrics({"promote.promoted": float(d.promote), "promote.challenger": d.challenger,
                          "promote.format_valid": d.format_valid,
                          **({"promote.improvement": d.improvement["value"]} if d.improvement else {})})
-        run.set_tags({"mllm4d.promotion": d.verdict, "mllm4d.challenger_version": str(promotion.challenger.version),
+        challenger = str(promotion.challenger.version) if promotion.challenger else "candidate"
+        run.set_tags({"mllm4d.promotion": d.verdict, "mllm4d.challenger_version": challenger,
                       "mllm4d.champion_version": str(promotion.champion.version) if promotion.champion else "none"})
         write_json(Path(out) / "decision.json", {
             "verdict": d.verdict, "dry_run": dry_run, "registered_model": name,
-            "challenger_version": int(promotion.challenger.version),
+            "challenger_version": int(promotion.challenger.version) if promotion.challenger else None,
             "champion_version": int(promotion.champion.version) if promotion.champion else None, **d.as_dict()})
         (Path(out) / "decision.md").write_text(f"# Promotion of {name}{' (dry run)' if dry_run else ''}\n\n"
                                                f"{promotion.summary}\n")

@@ -29,6 +29,7 @@ def promotion(params_path: str = "params.yaml", overrides: list[str] | None = No
     title = "## Promotion" + (" (dry run: registry unchanged)" if dry_run else "")
     create_markdown_artifact(key="promotion-decision", markdown=f"{title}\n\n{result.summary}\n",
                              description="the promotion gate's decision, reasons and per-category table")
-    return {"verdict": result.decision.verdict, "challenger_version": int(result.challenger.version),
+    return {"verdict": result.decision.verdict,
+            "challenger_version": int(result.challenger.version) if result.challenger else None,
             "champion_version": int(result.champion.version) if result.champion else None,
             "reasons": result.decision.reasons, "summary": result.summary}

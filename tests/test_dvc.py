@@ -6,6 +6,8 @@ Slow (about 3 minutes): `pytest -m slow tests/test_dvc.py`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -40,9 +43,23 @@ def test_dvc_repro_reproduces_and_reruns_only_what_changed(tmp_path):
         _run(cmd, project, env)
     dvc = [str(Path(sys.executable).parent / "dvc")]
 
-    first = out = _run(dvc + ["repro"], project, env)
-    assert all(f"Running stage '{s}'" in out for s in ("scenes", "curate", "validate_data")), out
+    # `mllm4d repro` (make repro): dvc repro under one MLflow parent run
+    first = out = _run([str(Path(sys.executable).parent / "mllm4d"), "repro"], project, env)
+    assert all(f"Running stage '{s}'" in out for s in ("scenes", "curate", "validate_data", "promote")), out
     assert (project / "dvc.lock").is_file() and (project / "data/curated/bench.jsonl").is_file()
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("mllm4d").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("mllm4d.pipeline") == "dvc-repro"]
+    stages = [r for r in runs if r is not parent]
+    assert stages and all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in stages)
+    assert parent.data.tags["mllm4d.dvc_lock.sha256"] == hashlib.sha256((project / "dvc.lock").read_bytes()).hexdigest()
+    # the promote stage registered the GRPO checkpoint and, the first, made it champion (smoke: checks off)
+    champion = client.get_model_version_by_alias("mllm4d", "champion")
+    assert champion.tags["mllm4d.promotion"] == "promoted"
+    assert json.loads((project / "reports/promotion/decision.json").read_text())["verdict"] == "promoted"
+    # model folders hold nothing run-specific: the commit is in the sidecar beside them
+    assert "git_commit" not in (project / "models/sft/meta.json").read_text()
+    assert json.loads((project / "models/sft.run.json").read_text())["git_commit"]
 
     out = _run(dvc + ["repro"], project, env)
     assert "Running stage" not in out, out
@@ -58,5 +75,5 @@ def test_dvc_repro_reproduces_and_reruns_only_what_changed(tmp_path):
     (project / "params.yaml").write_text(params)
     out = _run(dvc + ["repro"], project, env)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    # compare re-runs only if the GRPO checkpoint's metrics changed
-    assert {"grpo", "evaluate@grpo"} <= ran <= {"grpo", "evaluate@grpo", "compare"}, out
+    # compare re-runs only if the GRPO checkpoint's metrics changed; promote registers the new GRPO checkpoint
+    assert {"grpo", "evaluate@grpo", "promote"} <= ran <= {"grpo", "evaluate@grpo", "compare", "promote"}, out

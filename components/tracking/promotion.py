@@ -37,14 +37,15 @@ DECISION_TAG = "mllm4d.promotion"  # promoted | rejected (| promoted (dry run) .
 @dataclass
 class Promotion:
     decision: Decision
-    challenger: ModelVersion
+    challenger: ModelVersion | None  # None: an unregistered candidate (a dry run on a model folder)
     champion: ModelVersion | None
     dry_run: bool
 
     @property
     def summary(self) -> str:
         champion = f"version {self.champion.version}" if self.champion else None
-        return self.decision.markdown(f"version {self.challenger.version}", champion)
+        challenger = f"version {self.challenger.version}" if self.challenger else "the candidate"
+        return self.decision.markdown(challenger, champion)
 
 
 def _alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -83,16 +84,18 @@ def promote_challenger(tracking_uri: str, name: str, cfg: PromoteConfig, *, dry_
                        reevaluate: Callable[[ModelVersion, list[dict]], list[dict]] | None = None) -> Promotion:
     """Decide whether ``name@challenger`` replaces ``name@<cfg.alias>``; record it unless ``dry_run``.
 
-    ``challenger_rows``: the challenger's (prediction rows, metrics) when the caller has them on disk;
+    ``challenger_rows``: the challenger's (prediction rows, metrics) when the caller has them on disk (with
+    ``dry_run``: an unregistered candidate's, compared with the champion; no @challenger needed);
     ``reevaluate(champion_version, challenger_rows)``: the champion's rows on the challenger's records,
     called only when its own evaluation was on other records (without it that is an error)."""
     client = MlflowClient(tracking_uri)
-    challenger = _alias(client, name, "challenger")
-    if challenger is None:
+    # a dry run given the rows of a model that is not registered compares that candidate with the champion
+    challenger = None if dry_run and challenger_rows else _alias(client, name, "challenger")
+    if challenger is None and not (dry_run and challenger_rows):
         raise ValueError(f"registered model {name!r} has no @challenger version: register one first "
                          "(`mllm4d evaluate --register` or the pipeline's evaluation)")
     champion = _alias(client, name, cfg.alias)
-    if champion is not None and str(champion.version) == str(challenger.version):
+    if champion is not None and challenger is not None and str(champion.version) == str(challenger.version):
         raise ValueError(f"{name} version {challenger.version} is already @{cfg.alias}: nothing to decide")
     with tempfile.TemporaryDirectory(prefix="mllm4d-promote-") as tmp:
         rows, metrics = challenger_rows or version_evaluation(client, challenger, Path(tmp))
@@ -108,7 +111,8 @@ def promote_challenger(tracking_uri: str, name: str, cfg: PromoteConfig, *, dry_
     decision = decide(rows, theirs, cfg, headline=metrics.get("headline"))
     promotion = Promotion(decision, challenger, champion, dry_run)
     if dry_run:
-        log.info("dry run: %s version %s would be %s", name, challenger.version, decision.verdict)
+        log.info("dry run: %s %s would be %s", name, challenger.version if challenger else "candidate",
+                 decision.verdict)
         return promotion
     _record(client, name, promotion, cfg)
     return promotion

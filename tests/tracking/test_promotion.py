@@ -70,6 +70,11 @@ def test_gate_moves_the_champion_only_for_a_better_model(tmp_path: Path) -> None
     dry = promote_challenger(uri, NAME, lenient, dry_run=True)
     assert dry.decision.promote and champion(uri) == "2"
     assert "mllm4d.promotion" not in client.get_model_version(NAME, "4").tags
+    # a dry run on an unregistered candidate's answers: compared with the champion, nothing registered
+    candidate = promote_challenger(uri, NAME, CFG, dry_run=True, challenger_rows=(rows(CHANCE, seed=6), {}))
+    assert candidate.challenger is None and str(candidate.champion.version) == "2"
+    assert not candidate.decision.promote and "the candidate" in candidate.summary
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 4
 
 
 def test_champion_on_other_records_is_evaluated_again(tmp_path: Path) -> None:
