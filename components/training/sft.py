@@ -25,7 +25,9 @@ import torch
 from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset
 from transformers import PreTrainedModel, Trainer, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
@@ -196,6 +198,15 @@ def fit(trainer: ExactResume, out: Path, inputs: dict):
     resume = _resumable(out / "checkpoints", inputs) if trainer.is_world_process_zero() else None
     resume = broadcast_object_list([resume], from_process=0)[0]
     start = time.perf_counter()
+    state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE_NAME)) if resume else None
+    if state is not None and state.global_step >= trainer.args.max_steps:
+        # A finished run (e.g. `make run` again): its last checkpoint is its result. The Trainer, resumed there,
+        # trains one step past max_steps (transformers 5.23), so a re-run would change a finished model.
+        trainer._load_from_checkpoint(resume)
+        trainer.state = state
+        log.info("%s already holds the finished run (step %d of %d): nothing to train", resume, state.global_step,
+                 trainer.args.max_steps)
+        return TrainOutput(state.global_step, float("nan"), {}), time.perf_counter() - start, resume
     output = trainer.train(resume_from_checkpoint=resume)
     return output, time.perf_counter() - start, resume
 

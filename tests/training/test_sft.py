@@ -62,6 +62,22 @@ def test_sft_resumes_from_the_last_checkpoint(trained, smoke_params, smoke_curat
     assert meta["resumed_from"].endswith("checkpoint-12") and resumed.steps == 14
 
 
+def test_a_finished_run_is_not_trained_again(trained, smoke_params, smoke_curated, base):
+    """Run again with the same budget (a second `make run`): the finished run's last checkpoint is the model,
+    no step past max_steps (the Trainer, resumed at max_steps, would train one more)."""
+    _, out = trained
+    curated, _ = smoke_curated
+    cfg = replace(smoke_params.sft, max_steps=14, batch_size=4, logging_steps=2, save_steps=6)
+    first = run_sft(cfg, smoke_params.model, curated, base, out, progress=False)  # finishes at 14 (or resumes)
+    before = _weights(first.model_dir)
+    again = run_sft(cfg, smoke_params.model, curated, base, out, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert again.steps == 14 and meta["steps"] == 14 and meta["resumed_from"].endswith("checkpoint-14")
+    after = _weights(again.model_dir)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert again.losses == first.losses  # the log history comes back with the checkpoint
+
+
 def test_bad_input_fails_before_compute(tmp_path, smoke_params, smoke_curated, base):
     curated, _ = smoke_curated
     empty = tmp_path / "empty"
