@@ -33,16 +33,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ROOT, loadavg, machine, prepare, rounded
 from transformers import TrainerCallback
 
-# Each rung adds difficulty to the one before; "default" is params.yaml as it is (1-2 objects), the last rung the
-# world of the earlier default (2-4 objects).
+# Each rung adds difficulty to the one before, or changes one thing against its neighbour. Rungs name their world in
+# full (object count, clips), so that they keep their meaning when params.yaml changes; "default" is params.yaml as
+# it is (1 object, 288 clips). The rungs measured on 144 clips ran with the splits .5/.1/.4 (a bench of 58 clips);
+# the 288-clip rungs with .75/.05/.2 (the same bench size).
+CLIPS_144 = ["scenes.num_clips=144", "curation.splits.sft=0.5", "curation.splits.rft=0.1", "curation.splits.bench=0.4"]
+ONE = ["scenes.min_objects=1", "scenes.max_objects=1"]
+ONE_TWO = ["scenes.min_objects=1", "scenes.max_objects=2"]
 RUNGS: dict[str, tuple[str, list[str]]] = {
-    "one_object_still_camera": ("1 object, still camera", [
-        "scenes.min_objects=1", "scenes.max_objects=1", "scenes.ego_motion_fraction=0.0"]),
-    "one_object_moving_camera": ("1 object, the default camera motion", [
-        "scenes.min_objects=1", "scenes.max_objects=1"]),
-    "default": ("1-2 objects, the default camera motion (params.yaml)", []),
-    "two_to_four_objects": ("2-4 objects (the earlier default world)", [
-        "scenes.min_objects=2", "scenes.max_objects=4"]),
+    "one_object_still_camera": ("1 object, still camera, 144 clips", [
+        *CLIPS_144, *ONE, "scenes.ego_motion_fraction=0.0"]),
+    "one_object_moving_camera": ("1 object, 144 clips", [*CLIPS_144, *ONE]),
+    "default": ("1 object, 288 clips (params.yaml)", []),
+    "default_scale_1_3": ("1 object 1.3x larger, 288 clips", ["scenes.object_scale=1.3"]),
+    "default_scale_1_6": ("1 object 1.6x larger, 288 clips", ["scenes.object_scale=1.6"]),
+    "one_object_big": ("1 object 1.6x larger (scenes.object_scale), 144 clips", [
+        *CLIPS_144, *ONE, "scenes.object_scale=1.6"]),
+    "one_to_two_objects": ("1-2 objects, 144 clips (the default before)", [*CLIPS_144, *ONE_TWO]),
+    "one_to_two_objects_288": ("1-2 objects, 288 clips", [*ONE_TWO]),
+    "big_objects": ("1-2 objects 1.6x larger, 144 clips", [*CLIPS_144, *ONE_TWO, "scenes.object_scale=1.6"]),
+    "two_to_four_objects": ("2-4 objects, 144 clips (the earlier default world)", [
+        *CLIPS_144, "scenes.min_objects=2", "scenes.max_objects=4"]),
 }
 
 

@@ -96,6 +96,10 @@ class ScenesConfig:
     camera_height_m: float = 1.6
     min_objects: int = 2
     max_objects: int = 4
+    # Sizes are drawn in 0.4-1.5 m and multiplied by this: at 56 px a 1 m object 7 m away is ~7 px wide, so the
+    # tiny presets can make objects big enough for their frames to resolve (the paper's real objects need no
+    # such help: its frames are 448 px).
+    object_scale: float = 1.0
     # Share of clips whose camera moves (forward, backward, sideways, turning); the rest are static.
     ego_motion_fraction: float = 0.5
 
@@ -114,6 +118,8 @@ class ScenesConfig:
             raise ParamsError("scenes needs 1 <= min_objects <= max_objects")
         if not 0.0 <= self.ego_motion_fraction <= 1.0:
             raise ParamsError("scenes.ego_motion_fraction must be in [0, 1]")
+        if not 0.1 <= self.object_scale <= 4.0:
+            raise ParamsError("scenes.object_scale must be in [0.1, 4]")
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ def _speed_bounds(duration: float) -> tuple[float, float]:
 
 
 def _sample_object(
-    rng: np.random.Generator, spec: SceneSpec, base: ObjectSpec, slow: float, sector: tuple[int, int]
+    rng: np.random.Generator, spec: SceneSpec, base: ObjectSpec, slow: float, sector: tuple[int, int],
+    scale: float = 1.0,
 ) -> ObjectSpec:
     """Draw sizes, speeds and a mid-clip position for an object whose categories are fixed in ``base``.
 
@@ -151,6 +152,7 @@ def _sample_object(
     else:
         d, h = float(rng.uniform(0.4, 1.0)), float(rng.uniform(0.6, 1.5))
         size = (d, h, d)
+    size = tuple(scale * v for v in size)
     lo, hi = _speed_bounds(spec.duration_s)
     speed = accel = radius = 0.0
     if base.motion in ("straight", "curved"):
@@ -309,7 +311,7 @@ def sample_scene(cfg: ScenesConfig, index: int) -> SceneSpec:
             sector = (int(sectors[base.id - 1]), len(plan))
             for tries in range(OBJECT_TRIES):
                 # Later tries slow the object down (and later attempts the whole scene): slower paths fit.
-                obj = _sample_object(obj_rng, spec, base, 0.98**tries * 0.9**attempt, sector)
+                obj = _sample_object(obj_rng, spec, base, 0.98**tries * 0.9**attempt, sector, cfg.object_scale)
                 boxes = _boxes(spec, obj, poses, times)
                 if boxes is not None and all(_compatible(obj, boxes, o, b, spec, times) for o, b in placed):
                     placed.append((obj, boxes))

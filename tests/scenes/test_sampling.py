@@ -114,3 +114,17 @@ def test_yaw_convention_left_is_counter_clockwise_from_above():
 def test_too_many_objects_for_the_palette_is_an_actionable_error():
     with pytest.raises(ValueError, match="max_objects"):
         sample_scene(ScenesConfig(min_objects=2, max_objects=12), 0)
+
+
+def test_object_scale_grows_objects_and_they_still_fit():
+    """``object_scale`` multiplies every drawn size (the same draws otherwise) and the placement checks still hold."""
+    base = ScenesConfig(seed=0, num_clips=6, min_objects=1, max_objects=2)
+    big = dataclasses.replace(base, object_scale=1.6)
+    for i in range(base.num_clips):
+        small_objects, big_objects = sample_scene(base, i).objects, sample_scene(big, i).objects
+        assert [o.shape for o in small_objects] == [o.shape for o in big_objects]
+        for obj in big_objects:
+            assert all(0.4 * 1.6 - 1e-9 <= s <= 1.5 * 1.6 + 1e-9 for s in obj.size), obj
+        assert np.mean([o.size[1] for o in big_objects]) > 1.3 * np.mean([o.size[1] for o in small_objects])
+    with pytest.raises(Exception, match="object_scale"):
+        ScenesConfig(object_scale=0.0)
