@@ -27,6 +27,7 @@ from transformers.video_utils import VideoMetadata
 from components.config import ModelConfig
 from components.curation.cot import vec_text
 from components.curation.exports import prompt_text
+from components.models.tokenizer import TEMPLATE_WORDS
 from components.models.tpe import stamp
 
 _ANSWER_TAG = re.compile(r"<answer>.*?</answer>", re.DOTALL)
@@ -172,9 +173,10 @@ def build_conversation(record: dict, cfg: ModelConfig, *, with_target: bool) -> 
 
 
 def tokenizer_corpus(records: Iterable[dict], cfg: ModelConfig) -> list[str]:
-    """Texts to train the tiny model's tokenizer on: every record's prompt and target, as the model sees them."""
-    return [prompt_text(r, time_line=time_line(r, cfg)) + "\n" + instruction(r, cfg) + "\n" + target_text(r, cfg)
-            for r in records]
+    """Texts to train the tiny model's tokenizer on: every record's prompt and target, as the model sees them,
+    with the chat template's own words (a byte per character otherwise: ~25 of a record's ~110 tokens)."""
+    return [TEMPLATE_WORDS + prompt_text(r, time_line=time_line(r, cfg)) + "\n" + instruction(r, cfg) + "\n"
+            + target_text(r, cfg) for r in records]
 
 
 def _video_metadata(record: dict, cfg: ModelConfig) -> VideoMetadata:

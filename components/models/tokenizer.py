@@ -38,6 +38,11 @@ _QWEN_SPLIT = (
     r"|\s+(?!\S)|\s+"
 )
 
+SYSTEM_PROMPT = "You are a helpful assistant."  # Qwen2.5-VL's default system message
+# The words the template adds around every conversation: the tokenizer is trained on them too, so that they are a
+# few tokens each rather than ~40 single bytes in every sequence.
+TEMPLATE_WORDS = f"system\n{SYSTEM_PROMPT}\nuser\nassistant\n"
+
 # Qwen2.5-VL's template, minus tools and vision ids. transformers renders templates with trim_blocks,
 # which eats a newline right after a block tag, hence the explicit {{ '\n' }}.
 CHAT_TEMPLATE = (
@@ -51,7 +56,7 @@ CHAT_TEMPLATE = (
     "{% endmacro %}"
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>{{ '\\n' }}"
+    f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>{{{{ '\\n' }}}}"
     "{% endif %}"
     "<|im_start|>{{ message['role'] }}{{ '\\n' }}"
     "{% if message['role'] == 'assistant' %}"
