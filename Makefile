@@ -35,7 +35,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
-# The quick benchmarks; benchmarks/learning_ladder.py (SFT vs its controls per world, ~45 min; the small preset's
+# The quick benchmarks; benchmarks/learning_ladder.py (SFT vs its controls per world, ~10 min a rung; the small preset's
 # result with --params presets/small.yaml --rung default, ~25 min) and benchmarks/learning_small.py (history) are long;
 # p4d_inference_cost reads the checkpoints `make run` wrote; orchestration_overhead runs `make run`'s chain.
 BENCHMARKS := render_speed stereo_quality curation_quality sft_throughput eval_throughput teacher_quality grpo_step

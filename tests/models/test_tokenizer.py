@@ -60,3 +60,19 @@ def test_chat_template_renders_image_and_video_placeholders(tokenizer):
 def test_too_small_vocab_is_an_error():
     with pytest.raises(ValueError, match="vocab_size"):
         train_tokenizer(TEXTS, vocab_size=100)
+
+
+def test_the_template_words_are_whole_tokens(records, model_cfg):
+    """The chat template wraps every record in the same words; trained on ``tokenizer_corpus`` they are a token or
+    two each, not a byte each (they were ~40 of a record's ~110 tokens before)."""
+    from components.models import tokenizer_corpus
+    from components.models.inputs import build_conversation
+
+    tok = train_tokenizer(tokenizer_corpus(records, model_cfg), vocab_size=1024)
+    ids = tok.apply_chat_template(build_conversation(records[0], model_cfg, with_target=True), tokenize=True,
+                                  return_dict=True)["input_ids"]
+    tokens = tok.convert_ids_to_tokens(ids)
+    for word in ("system", "user", "Ġhelpful", "Ġassistant"):
+        assert word in tokens, (word, tokens[:24])
+    system_line = tokens[:tokens.index("<|im_end|>")]
+    assert len(system_line) <= 9, system_line  # <|im_start|> system \n You Ġare Ġa Ġhelpful Ġassistant .
