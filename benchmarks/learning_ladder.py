@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/learning_ladder.py [--params params.yaml] [--rung NAME ...] [--steps N]
         [--curve-every N] [--text-only] [--work DIR] [--out benchmarks/results/learning_ladder.json]
 
-Each rung is the params file plus a few ``-S``-style overrides (``RUNGS``), from the easiest world (one object,
-still camera) up to the embedded default. For each rung: render + curate (shared by rungs with the same
-scenes / curation), build the base model, run SFT through ``run_sft`` (the stage's code) keeping a copy of
-every checkpoint, and evaluate each copy on the bench with the shuffled-video control (another bench clip's
-frames). ``--text-only`` also trains the text-only control (the same SFT on blank frames) and adds it to the
-last point's headline. The result per rung: the curve (steps -> dynamic mc macro of SFT and shuffled video,
-per category) and the headline (SFT minus the stronger control, paired clip-level 95% interval).
+Each rung is the params file plus a few ``-S``-style overrides (``RUNGS``): worlds from the easiest (one object,
+still camera) to the earlier defaults (1-2 and 2-4 objects), with more clips, larger objects and more steps. For
+each rung: render + curate (shared by rungs with the same scenes / curation), build the base model, run SFT
+through ``run_sft`` (the stage's code) keeping a copy of every checkpoint, and evaluate each copy on the bench
+with the shuffled-video control (another bench clip's frames). ``--text-only`` also trains the text-only control
+(the same SFT on blank frames) and adds it to the last point's headline. The result per rung: the curve (steps ->
+dynamic mc macro of SFT and shuffled video, per category) and the headline (SFT minus the stronger control,
+paired clip-level 95% interval).
 
 Results accumulate in the JSON by rung (re-running one rung replaces only its entry); the markdown beside it
 is the ladder table and the curves. Departure from a "learning curve" in the usual sense: the points are the

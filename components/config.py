@@ -97,8 +97,8 @@ class ScenesConfig:
     min_objects: int = 2
     max_objects: int = 4
     # Sizes are drawn in 0.4-1.5 m and multiplied by this: at 56 px a 1 m object 7 m away is ~7 px wide, so the
-    # tiny presets can make objects big enough for their frames to resolve (the paper's real objects need no
-    # such help: its frames are 448 px).
+    # tiny presets can make objects larger (real video needs no such knob). Measured: larger objects hide the
+    # background whose shift is the camera's motion, and the default learned less (learning_ladder.md).
     object_scale: float = 1.0
     # Share of clips whose camera moves (forward, backward, sideways, turning); the rest are static.
     ego_motion_fraction: float = 0.5
