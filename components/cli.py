@@ -12,6 +12,7 @@ from pathlib import Path
 
 from components.config import Params, ParamsError, load_params
 from components.env import apply_quiet_defaults
+from components.evaluation.ablation import SEED_KEYS, TABLES, pool_reports
 
 # Prefect logs every task run at INFO; the console keeps warnings (the UI keeps everything).
 apply_quiet_defaults(PREFECT_LOGGING_LEVEL="WARNING")
@@ -118,9 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("reports/promotion"), help="decision.json and decision.md")
     s.add_argument("--dry-run", action="store_true", help="show the decision; change nothing in the registry")
 
-    s = sub.add_parser("experiments", help="4D-RGPT's ablation tables (4, 5, 6) as runs, with 95%% intervals")
-    s.add_argument("--tables", nargs="+", default=["4", "5", "6"], choices=["4", "5", "6"])
+    s = sub.add_parser("experiments", help="4D-RGPT's ablation tables (4, 5, 6) and GRPO's as runs, with 95%% "
+                                           "intervals; with --seeds, per seed and pooled")
+    s.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    s.add_argument("--seeds", nargs="+", type=int, metavar="N",
+                   help=f"run the tables once per seed ({', '.join(SEED_KEYS)} set to N; under REPORTS/seed-N) "
+                        "and pool them (REPORTS/tables_pooled.md); default: once, with the params' seeds")
     s.add_argument("--work", type=Path, default=Path("experiments"), help="data and models of the runs")
+    s.add_argument("--reports", type=Path, default=Path("reports/experiments"))
+
+    s = sub.add_parser("experiments-pool", help="pool seeds' tables written by `experiments --seeds` (runs nothing)")
+    s.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    s.add_argument("--seeds", nargs="+", type=int, required=True, metavar="N")
     s.add_argument("--reports", type=Path, default=Path("reports/experiments"))
 
     s = sub.add_parser("ingest", help="a real stereo recording (folder, karlsruhe, kitti, stereo4d) -> clips")
@@ -280,8 +290,12 @@ def _ingest(params: Params, args: argparse.Namespace, kw: dict) -> str:
 
 
 def _experiments(params: Params, args: argparse.Namespace, kw: dict) -> str:
-    return _run_flow("experiments", tables=args.tables, params_path=str(args.params),
+    return _run_flow("experiments", tables=args.tables, params_path=str(args.params), seeds=args.seeds,
                      overrides=list(args.overrides), work_root=str(args.work), reports_root=str(args.reports))
+
+
+def _experiments_pool(params: Params, args: argparse.Namespace, kw: dict) -> str:
+    return pool_reports(args.reports, args.tables, args.seeds)
 
 
 def _pipeline(params: Params, args: argparse.Namespace, kw: dict) -> str:
@@ -294,7 +308,7 @@ HANDLERS: dict[str, Handler] = {
     "base-model": _base_model, "sft": _sft, "sft-text-only": _sft_text_only, "teacher": _teacher,
     "teacher-targets": _teacher_targets, "p4d": _p4d, "grpo": _grpo, "evaluate": _evaluate, "compare": _compare,
     "promote": _promote, "repro": _repro,
-    "experiments": _experiments, "pipeline": _pipeline, "ingest": _ingest,
+    "experiments": _experiments, "experiments-pool": _experiments_pool, "pipeline": _pipeline, "ingest": _ingest,
 }
 
 

@@ -1,9 +1,9 @@
-"""The ``training`` flow: base model -> SFT -> gate -> teacher -> teacher targets -> P4D -> gate -> GRPO -> gate,
-and beside SFT the text-only-trained control (the same SFT on blank frames) -> gate.
+"""The ``training`` flow: base model -> SFT -> gate -> P4D -> gate -> GRPO -> gate, and beside SFT the teacher ->
+teacher targets, then the text-only-trained control (the same SFT on blank frames) -> gate.
 
 Each task is a stage function the CLI and ``dvc repro`` call too; a failed gate raises and fails the flow.
-The text-only control trains beside SFT in a process of its own (the ``sft-text-only`` command): the two
-SFTs are the chain's longest steps, and in one process they would share the GIL and torch's RNG.
+The teacher and the text-only control train beside SFT in processes of their own (the ``teacher``,
+``teacher-targets`` and ``sft-text-only`` commands): in this process they would share the GIL and torch's RNG.
 
 With ``launch.processes > 1`` or a ``launch.accelerate_config`` (the GPU pool), every training stage (sft,
 sft-text-only, p4d, grpo) runs as its ``components.cli`` command under ``accelerate launch`` in a child process
@@ -52,14 +52,16 @@ def sft_text_only_task(params: Params, params_path: str, overrides: list[str] | 
 
 
 @task(cache_policy=NO_CACHE)
-def teacher_task(params: Params, curated: Path, out: Path, root: Path, metrics_file: Path) -> Path:
-    return stages.teacher(params, curated, out, root=root, metrics_file=metrics_file)
-
-
-@task(cache_policy=NO_CACHE)
-def teacher_targets_task(params: Params, curated: Path, teacher: Path, out: Path, root: Path) -> Path:
-    stages.teacher_targets(params, curated, teacher, out, root=root)
-    return out
+def teacher_task(params_path: str, overrides: list[str] | None, curated: Path, out: Path, targets: Path,
+                 metrics_file: Path) -> tuple[Path, Path]:
+    """The teacher, then its targets (``mllm4d teacher``, ``mllm4d teacher-targets``), in a child process: it trains
+    beside SFT, and a thread of this process would draw its initial weights and batches from the torch RNG
+    the SFT thread draws from."""
+    run_command(cli_command("teacher", params_path, overrides, ["--curated", curated, "--out", out,
+                                                                "--metrics", metrics_file]), "the teacher")
+    run_command(cli_command("teacher-targets", params_path, overrides, ["--curated", curated, "--teacher", out,
+                                                                        "--out", targets]), "the teacher's targets")
+    return Path(out), Path(targets)
 
 
 @task(cache_policy=NO_CACHE)
@@ -89,14 +91,17 @@ def training(params_path: str = "params.yaml", overrides: list[str] | None = Non
     curated, models = Path(data_root) / "curated", Path(models_root)
     base = base_model_task(params, curated, models / "base", root)
     setup = (params, params_path, overrides)  # a training task runs in this process or under accelerate launch
-    text_only = sft_text_only_task.submit(*setup, curated, base, models / "sft_text_only")
+    # Two child processes in turn beside SFT: the teacher (~1.3 min on the default), then the text-only control
+    # (as long as SFT), so P4D can start when SFT ends; on two cores, one chain per core.
+    teacher = teacher_task.submit(params_path, overrides, curated, models / "teacher",
+                                  Path(data_root) / "teacher_targets", Path(reports_root) / "teacher.json")
+    text_only = sft_text_only_task.submit(*setup, curated, base, models / "sft_text_only", wait_for=[teacher])
     if params.launch.launched:
         text_only.result()  # each launch takes every GPU it is given: the two SFTs take turns
     sft = sft_task(*setup, curated, base, models / "sft", root)
-    sft_text_only = text_only.result()
-    teacher = teacher_task(params, curated, models / "teacher", root, Path(reports_root) / "teacher.json")
-    targets = teacher_targets_task(params, curated, teacher, Path(data_root) / "teacher_targets", root)
-    p4d = p4d_task(*setup, curated, sft, teacher, targets, models / "p4d", root)
+    teacher_dir, targets = teacher.result()
+    p4d = p4d_task(*setup, curated, sft, teacher_dir, targets, models / "p4d", root)
     grpo = grpo_task(*setup, curated, stages.grpo_init(params, models), models / "grpo", root)
+    sft_text_only = text_only.result()
     return {"zero_shot": str(base), "sft": str(sft), "sft_text_only": str(sft_text_only), "p4d": str(p4d),
             "grpo": str(grpo)}

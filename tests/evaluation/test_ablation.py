@@ -7,7 +7,19 @@ from pathlib import Path
 import pytest
 
 from components.config import load_params
-from components.evaluation.ablation import TABLES, clips_by_id, paired_difference, render_table, scores_by_id
+from components.evaluation.ablation import (
+    SEED_KEYS,
+    TABLES,
+    clips_by_id,
+    paired_difference,
+    pool_reports,
+    pool_seeds,
+    render_pooled,
+    render_table,
+    scores_by_id,
+    seed_overrides,
+)
+from components.io import write_json, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,3 +82,56 @@ def test_render_table_marks_the_reference_and_real_differences():
     assert lines[0].startswith("### 4D-RGPT Tab. 6")
     assert "| no time cue | 50.0 [30.0, 70.0] |" in text and "| ref |" in text
     assert "+20.0 [+10.0, +30.0] *" in lines[-1]
+
+
+def test_seed_overrides_set_every_seed_key_and_leave_the_data_and_teacher_alone():
+    base, seeded = load_params(ROOT / "presets" / "small.yaml"), load_params(ROOT / "presets" / "small.yaml",
+                                                                            seed_overrides(7))
+    assert (seeded.model.seed, seeded.sft.seed, seeded.p4d.train.seed, seeded.grpo.seed) == (7, 7, 7, 7)
+    assert len(SEED_KEYS) == 4
+    assert (seeded.scenes, seeded.curation, seeded.teacher) == (base.scenes, base.curation, base.teacher)
+
+
+def _preds(scores: dict[str, float], clip_of=lambda i: i[0]) -> list[dict]:
+    return [{"id": i, "clip_id": clip_of(i), "category": "translational", "answer_type": "mc", "score": s}
+            for i, s in scores.items()]
+
+
+GRPO = TABLES["grpo"]
+
+
+def test_pool_seeds_pairs_by_record_within_a_seed_and_counts_the_seeds_that_agree():
+    # seed 0: GRPO right on 2 of 4 records where its start was right on 1; seed 1: one worse, one better.
+    seeds = {
+        0: {"start (P4D)": _preds({"a1": 0, "a2": 1, "b1": 0, "b2": 0}),
+            "GRPO, ST-reward": _preds({"a1": 1, "a2": 1, "b1": 0, "b2": 0})},
+        1: {"start (P4D)": _preds({"a1": 1, "a2": 0, "b1": 0, "b2": 0}),
+            "GRPO, ST-reward": _preds({"a1": 0, "a2": 1, "b1": 0, "b2": 0})},
+    }
+    pooled = pool_seeds(GRPO, seeds)
+    assert set(pooled) == {"start (P4D)", "GRPO, ST-reward"}  # rows missing in a seed are left out
+    grpo = pooled["GRPO, ST-reward"]
+    assert grpo["per_seed"] == {0: 0.5, 1: 0.25}
+    d = grpo["diff"]["dynamic_mc"]
+    assert d["n"] == 8 and d["value"] == pytest.approx(1 / 8)
+    assert grpo["agreeing_seeds"]["dynamic_mc"] == 1  # seed 0 up, seed 1 level
+    # a clip's records of both seeds are one cluster: clips a and b, so at most two distinct draws
+    assert d["ci"][0] <= d["value"] <= d["ci"][1] and d["ci"] == [0.0, 0.25]
+    assert "diff" in pooled["start (P4D)"] and not pooled["start (P4D)"]["diff"]
+    text = render_pooled(GRPO, pooled, [0, 1])
+    assert "| start (P4D) | 25.0 | 25.0 | 25.0 | ref |" in text
+    assert "| GRPO, ST-reward | 50.0 | 25.0 | 37.5 | +12.5 [+0.0, +25.0] | 1 of 2 |" in text
+
+
+def test_pool_reports_reads_the_seed_folders_and_names_a_missing_one(tmp_path):
+    for seed in (0, 1):
+        rows = {"start (P4D)": {"slug": "p4d-x"}, "GRPO, ST-reward": {"slug": "grpo-y"}}
+        write_json(tmp_path / f"seed-{seed}" / "tablegrpo.json", rows)
+        write_jsonl(tmp_path / f"seed-{seed}" / "runs" / "p4d-x" / "predictions.jsonl", _preds({"a1": 0, "b1": 0}))
+        write_jsonl(tmp_path / f"seed-{seed}" / "runs" / "grpo-y" / "predictions.jsonl", _preds({"a1": 1, "b1": 0}))
+    text = pool_reports(tmp_path, ["grpo"], [0, 1])
+    assert "+50.0" in text and "2 of 2" in text
+    assert (tmp_path / "tables_pooled.md").read_text() == text
+    assert (tmp_path / "tables_pooled.json").exists()
+    with pytest.raises(FileNotFoundError, match="seed-2/tablegrpo.json: seed 2 has no table grpo"):
+        pool_reports(tmp_path, ["grpo"], [0, 2])

@@ -105,3 +105,31 @@ def test_failed_gate_fails_the_flow(tmp_path, tracking):
         curation(params_path=str(SMOKE), overrides=overrides + ["quality.min_records_per_split=100000"],
                  data_root=str(tmp_path / "data"), reports_root=str(tmp_path / "reports"))
     assert json.loads((tmp_path / "reports/quality/gate_report.json").read_text())["success"] is False
+
+
+@pytest.mark.slow  # two seeds of base -> SFT -> P4D -> 3 GRPO runs on the smoke preset: ~2.5 min
+def test_experiments_flow_runs_each_seed_and_pools_them(tmp_path, tracking):
+    from flows.experiments import experiments
+
+    uri, overrides = tracking
+    reports = tmp_path / "reports"
+    text = experiments(tables=["grpo"], params_path=str(SMOKE), overrides=overrides, seeds=[0, 1],
+                       work_root=str(tmp_path / "work"), reports_root=str(reports))
+    assert text.startswith("### MLLM-4D stage 3: GRPO from its start (P4D): 2 seeds")
+    assert (reports / "tables.md").read_text() == text and "## seed 1" in text
+    for seed in (0, 1):
+        rows = json.loads((reports / f"seed-{seed}" / "tablegrpo.json").read_text())
+        assert set(rows) == {"start (P4D)", "GRPO, ST-reward", "+ temporal contrast (Video-R1)",
+                             "+ reverse thinking (ST-R1)"}
+        assert len({r["slug"] for r in rows.values()}) == 4 and all(isinstance(r["gate_passed"], bool)
+                                                                    for r in rows.values())
+        assert (tmp_path / "work" / f"seed-{seed}" / "models" / "sft").is_dir()
+    pooled = json.loads((reports / "tables_pooled.json").read_text())
+    assert pooled["seeds"] == [0, 1] and "GRPO, ST-reward" in pooled["tables"]["grpo"]
+    # the seeds differ (model init and data order), the data and the teacher are shared
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mllm4d").experiment_id])
+    stages = [r.data.tags.get("mllm4d.stage") for r in runs]
+    assert stages.count("sft") == 2 and stages.count("teacher") == 1 and stages.count("grpo") == 6
+    sft_seeds = {r.data.params.get("sft.seed") for r in runs if r.data.tags.get("mllm4d.stage") == "sft"}
+    assert sft_seeds == {"0", "1"}

@@ -131,3 +131,33 @@ def test_generation_batch_is_left_padded_and_ends_with_the_header(records, model
     assert batch["attention_mask"][:, -1].all() and not batch["attention_mask"].all()  # left padded
     header = processor.tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     assert (batch["input_ids"][:, -len(header):] == torch.tensor(header)).all()
+
+
+def test_frame_cache_keeps_frames_within_its_byte_budget_and_rereads_a_changed_file(tmp_path):
+    from components.models.inputs import FrameCache
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"f{i}.png")
+        Image.new("RGB", (32, 24), (40 * i, 0, 0)).save(paths[-1])
+    frame_bytes = 8 * 8 * 3
+    cache = FrameCache(max_bytes=2 * frame_bytes)  # room for two 8 px frames
+
+    def load(p):
+        return cache(str(p), 8, p.stat().st_mtime_ns)
+
+    first = load(paths[0])
+    assert first.size == (8, 8) and load(paths[0]) is first
+    load(paths[1])
+    load(paths[0])  # 0 is now the most recently used: 1 goes first
+    load(paths[2])
+    assert cache.cache_info() == {"hits": 2, "misses": 3, "frames": 2, "bytes": 2 * frame_bytes}
+    assert load(paths[0]) is first and cache.cache_info()["misses"] == 3
+    load(paths[1])
+    assert cache.cache_info()["misses"] == 4  # evicted earlier: decoded again
+    Image.new("RGB", (32, 24), (0, 0, 255)).save(paths[0])
+    import os
+    os.utime(paths[0], ns=(paths[0].stat().st_atime_ns, paths[0].stat().st_mtime_ns + 10**9))
+    assert load(paths[0]).getpixel((0, 0)) == (0, 0, 255)  # a re-rendered frame is read again
+    cache.cache_clear()
+    assert cache.cache_info() == {"hits": 0, "misses": 0, "frames": 0, "bytes": 0}
