@@ -48,9 +48,11 @@ lint: $(STAMP)
 repro: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/mllm4d --params $(PARAMS) repro
 
-# 4D-RGPT's ablation tables (Tab. 4, 5, 6) on the small preset: hours on a 2-core CPU.
+# 4D-RGPT's ablation tables (Tab. 4, 5, 6) and GRPO's on the small preset, 3 seeds, pooled: hours on a 2-core CPU
+# (one seed of tables 4, 5 and grpo ~1 h; Tab. 6 trains an SFT per time cue). Seeds in parallel, one process
+# each: `mllm4d ... experiments --seeds N --work experiments/N`, then `mllm4d experiments-pool --seeds 0 1 2`.
 experiments: $(STAMP)
-	$(VENV)/bin/mllm4d --params presets/small.yaml experiments
+	$(VENV)/bin/mllm4d --params presets/small.yaml experiments --seeds 0 1 2
 
 clean:
 	rm -rf data reports mlflow.db mlartifacts experiments

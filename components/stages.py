@@ -254,8 +254,10 @@ def evaluate(params: Params, curated: Path, model_dir: Path, out: Path, *, name:
 def teacher(params: Params, curated: Path, out: Path, *, root: Path, metrics_file: Path | None = None,
             progress: bool = True) -> Path:
     """Train the embedded 4D perception teacher (held-out metrics logged), or check an external one."""
+    from components.models.factory import apply_cpu_threads
     from components.teacher import load_teacher, train_teacher
 
+    apply_cpu_threads(params.model)
     with stage_run("teacher", params.tracking, root, params={"teacher": asdict(params.teacher)}) as run:
         if params.teacher.source != "embedded":
             # An external teacher (L4P) is used as it is: loading it checks the weights and the grid.
@@ -281,8 +283,10 @@ def teacher(params: Params, curated: Path, out: Path, *, root: Path, metrics_fil
 def teacher_targets(params: Params, curated: Path, teacher_dir: Path, out: Path, *, root: Path) -> dict:
     """Run the frozen teacher once over the training records' frames; cache ``F_4D`` and ``P_m`` on disk."""
     from components.curation.schema import read_records
+    from components.models.factory import apply_cpu_threads
     from components.teacher import load_teacher, write_targets
 
+    apply_cpu_threads(params.model)
     with stage_run("teacher_targets", params.tracking, root, params={"teacher": asdict(params.teacher)}) as run:
         model = load_teacher(teacher_dir, params.teacher, params.model)
         records = read_records(Path(curated) / "sft.jsonl", split="sft")

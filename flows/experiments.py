@@ -76,16 +76,16 @@ def experiments(tables: list[str] | None = None, params_path: str = "params.yaml
         shared = _Shared(params_path, curated, teacher, targets, root)
         if seeds is None:
             text = _one_seed(shared, tables, overrides, work / "models", reports)
+            parent.log_artifact(reports / "tables.md", "experiments")
         else:
             texts = [_one_seed(shared, tables, overrides + seed_overrides(s), work / f"seed-{s}" / "models",
                                reports / f"seed-{s}", title=f"seed {s}") for s in seeds]
+            for s in seeds:
+                parent.log_artifact(reports / f"seed-{s}" / "tables.md", f"experiments/seed-{s}")
             text = "\n\n".join(texts)
-            if len(seeds) > 1:
-                pooled = pool_reports(reports, tables, seeds)
+            if len(seeds) > 1:  # one seed at a time (processes side by side): `mllm4d experiments-pool` pools them
+                text = pool_reports(reports, tables, seeds) + "\n\n" + text
                 parent.log_artifact(reports / "tables_pooled.md", "experiments")
-                text = pooled + "\n\n" + text
-        write_text(reports / "tables.md", text)
-        parent.log_artifact(reports / "tables.md", "experiments")
         create_markdown_artifact(key="experiments-tables", markdown=text, description="4D-RGPT ablations in miniature")
     return text
 
@@ -106,18 +106,17 @@ def _one_seed(shared: _Shared, tables: list[str], overrides: list[str], models: 
     params, root, curated = params_from(shared.params_path, overrides)[0], shared.root, shared.curated
     base = stages.base_model(params, curated, models / "base", root=root)
     sft = stages.sft(params, curated, base, models / "sft", root=root).model_dir
-    trained: dict[str, Path] = {"base": base, "sft": sft}
+    trained: dict[str, tuple[Path, bool]] = {"base": (base, True), "sft": (sft, True)}
     done: dict[str, dict] = {}
 
     def model_of(row: Row, row_params: Params, slug: str) -> tuple[Path, bool]:
         """The row's checkpoint, trained if not yet; and whether its training gate passed."""
         if slug in trained:
-            return trained[slug], True
+            return trained[slug]
         out, passed = models / slug, True
         if row.kind == "grpo":
-            start_row = Row("start", "p4d")
-            start_params, _ = params_from(shared.params_path, overrides)
-            start, _ = model_of(start_row, start_params, _slug(start_row, start_params, params))
+            start_row = Row("start", "p4d")  # P4D with this seed's params as they are
+            start, _ = model_of(start_row, params, _slug(start_row, params, params))
             try:
                 model_dir = stages.grpo(row_params, curated, start, out / "grpo", root=root).model_dir
             except TrainingGateFailed as exc:  # a collapsed GRPO run is a result of the table, not an abort
@@ -130,8 +129,8 @@ def _one_seed(shared: _Shared, tables: list[str], overrides: list[str], models: 
                 start = stages.sft(row_params, curated, row_base, out / "sft", root=root).model_dir
             model_dir = stages.p4d(row_params, curated, start, shared.teacher, shared.targets, out / "p4d",
                                    root=root).model_dir
-        trained[slug] = model_dir
-        return model_dir, passed
+        trained[slug] = (model_dir, passed)
+        return trained[slug]
 
     markdown = []
     for key in tables:

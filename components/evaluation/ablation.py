@@ -160,7 +160,8 @@ def render_table(table: Table, results: dict[str, dict]) -> str:
         if row.name not in results:
             continue
         m, diff = results[row.name]["metrics"], results[row.name].get("diff", {})
-        cells = [row.name, _cell(m.get("overall")), _cell(m.get("static")), _cell(m.get("dynamic")),
+        failed = results[row.name].get("gate_passed") is False
+        cells = [row.name + (" (training gate failed)" if failed else ""), _cell(m.get("overall")), _cell(m.get("static")), _cell(m.get("dynamic")),
                  *[_cell(m.get("per_category", {}).get(c)) for c in focus],
                  "ref" if row.name == table.reference else _diff_cell(diff.get("dynamic")),
                  *["ref" if row.name == table.reference else _diff_cell(diff.get(c)) for c in focus]]
@@ -168,13 +169,22 @@ def render_table(table: Table, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def dynamic_mc_macro(predictions: list[dict], static_categories: frozenset[str]) -> float | None:
+    """The headline metric from predictions: the mean over dynamic categories of their mc accuracy."""
+    by_category: dict[str, list[float]] = {}
+    for p in predictions:
+        if p["category"] not in static_categories and p.get("answer_type", "mc") == "mc":
+            by_category.setdefault(p["category"], []).append(float(p["score"]))
+    return float(np.mean([np.mean(v) for v in by_category.values()])) if by_category else None
+
+
 def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
                static_categories: frozenset[str] = frozenset(), n: int = 2000) -> dict[str, dict]:
     """Each row over several seeds: ``seeds`` is seed -> row name -> that row's predictions. Per row, the
-    dynamic multiple-choice accuracy (micro) per seed and the paired difference to the reference row on
-    the dynamic mc records and on each focus category, pooled over seeds (a record of seed s is ``s/id``;
-    a clip's records of every seed are one cluster), with how many seeds' own differences point the
-    pooled difference's way."""
+    dynamic mc macro per seed and the paired difference to the reference row on the dynamic mc records
+    (micro: every record weighs the same) and on each focus category, pooled over seeds (a record of seed s
+    is ``s/id``; a clip's records of every seed are one cluster), with how many seeds' own differences point
+    the pooled difference's way."""
     subsets = {"dynamic_mc": {"dynamic": True, "mc": True}, **{c: {"category": c} for c in table.focus}}
     out: dict[str, dict] = {}
     for row in table.rows:
@@ -182,8 +192,7 @@ def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
             continue
         result: dict = {"per_seed": {}, "diff": {}, "agreeing_seeds": {}}
         for seed, rows in seeds.items():
-            dyn = scores_by_id(rows[row.name], dynamic=True, mc=True, static_categories=static_categories)
-            result["per_seed"][seed] = float(np.mean(list(dyn.values()))) if dyn else None
+            result["per_seed"][seed] = dynamic_mc_macro(rows[row.name], static_categories)
         if row.name != table.reference:
             for subset, kw in subsets.items():
                 a, b, clips, signs = {}, {}, {}, []
@@ -205,11 +214,11 @@ def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
 
 
 def render_pooled(table: Table, pooled: dict[str, dict], seeds: list[int]) -> str:
-    """Markdown of ``pool_seeds``: dynamic mc accuracy per seed and their mean, then the pooled paired
+    """Markdown of ``pool_seeds``: the dynamic mc macro per seed and their mean, then the pooled paired
     difference to the reference (* = its interval excludes 0) and in how many seeds it points that way."""
     focus = list(table.focus)
-    head = ["row", *[f"dynamic mc, seed {s}" for s in seeds], "mean", f"Δ dynamic mc vs {table.reference} (pooled)",
-            "seeds that way", *[f"Δ {c} (pooled)" for c in focus]]
+    head = ["row", *[f"dynamic mc macro, seed {s}" for s in seeds], "mean",
+            f"Δ dynamic mc records vs {table.reference} (pooled)", "seeds that way", *[f"Δ {c} (pooled)" for c in focus]]
     lines = [f"### {table.title}: {len(seeds)} seeds", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         if row.name not in pooled:

@@ -284,6 +284,13 @@ def _safetensors_counts(path: Path) -> dict[str, int]:
     return counts
 
 
+def apply_cpu_threads(cfg: ModelConfig) -> None:
+    """``model.cpu_threads`` on a machine without CUDA (0: torch's default), for this process: the student and
+    the teacher (which trains beside the SFTs in ``make run``) alike."""
+    if cfg.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(cfg.cpu_threads)
+
+
 def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = False,
                require_digest: bool = False) -> tuple[PreTrainedModel, ProcessorMixin]:
     """``(model, processor)`` from a checkpoint folder, a base-model folder or a cached hub name.
@@ -301,8 +308,7 @@ def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = Fal
     _check_digest(path, require=require_digest)
     for file in sorted(path.glob("*.safetensors")):
         _check_safetensors_file(file)
-    if cfg.cpu_threads and not torch.cuda.is_available():
-        torch.set_num_threads(cfg.cpu_threads)
+    apply_cpu_threads(cfg)
     dtype, attn = _DTYPES[cfg.dtype], cfg.attn_implementation
     if not torch.cuda.is_available() and (dtype != torch.float32 or attn == "flash_attention_2"):
         log.warning("no CUDA device: loading %s in float32 with sdpa instead of %s / %s", path, cfg.dtype, attn)

@@ -11,6 +11,7 @@ from components.evaluation.ablation import (
     SEED_KEYS,
     TABLES,
     clips_by_id,
+    dynamic_mc_macro,
     paired_difference,
     pool_reports,
     pool_seeds,
@@ -92,9 +93,17 @@ def test_seed_overrides_set_every_seed_key_and_leave_the_data_and_teacher_alone(
     assert (seeded.scenes, seeded.curation, seeded.teacher) == (base.scenes, base.curation, base.teacher)
 
 
-def _preds(scores: dict[str, float], clip_of=lambda i: i[0]) -> list[dict]:
-    return [{"id": i, "clip_id": clip_of(i), "category": "translational", "answer_type": "mc", "score": s}
+def _preds(scores: dict[str, float], clip_of=lambda i: i[0], category="translational") -> list[dict]:
+    return [{"id": i, "clip_id": clip_of(i), "category": category, "answer_type": "mc", "score": s}
             for i, s in scores.items()]
+
+
+def test_dynamic_mc_macro_weighs_categories_equally_and_leaves_static_and_numeric_out():
+    preds = (_preds({"a1": 1, "a2": 1, "a3": 1, "a4": 0}) + _preds({"b1": 0}, category="rotational")
+             + _preds({"c1": 0}, category="dimension")
+             + [{"id": "n", "category": "rotational", "answer_type": "numeric", "score": 1.0}])
+    assert dynamic_mc_macro(preds, frozenset({"dimension"})) == pytest.approx((0.75 + 0.0) / 2)
+    assert dynamic_mc_macro([], frozenset()) is None
 
 
 GRPO = TABLES["grpo"]

@@ -116,7 +116,7 @@ def test_experiments_flow_runs_each_seed_and_pools_them(tmp_path, tracking):
     text = experiments(tables=["grpo"], params_path=str(SMOKE), overrides=overrides, seeds=[0, 1],
                        work_root=str(tmp_path / "work"), reports_root=str(reports))
     assert text.startswith("### MLLM-4D stage 3: GRPO from its start (P4D): 2 seeds")
-    assert (reports / "tables.md").read_text() == text and "## seed 1" in text
+    assert text.startswith((reports / "tables_pooled.md").read_text()) and "## seed 1" in text
     for seed in (0, 1):
         rows = json.loads((reports / f"seed-{seed}" / "tablegrpo.json").read_text())
         assert set(rows) == {"start (P4D)", "GRPO, ST-reward", "+ temporal contrast (Video-R1)",
