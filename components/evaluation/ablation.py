@@ -28,7 +28,7 @@ import numpy as np
 
 from components.config import MODALITIES
 from components.curation.schema import STATIC_CATEGORIES
-from components.evaluation.metrics import bootstrap_ci
+from components.evaluation.metrics import bootstrap_ci, is_dynamic_mc
 from components.io import read_jsonl, write_json, write_text
 
 NO_DISTILLATION = ["p4d.latent_weight=0"] + [f"p4d.explicit_weights.{m}=0" for m in MODALITIES]
@@ -169,11 +169,12 @@ def render_table(table: Table, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def dynamic_mc_macro(predictions: list[dict], static_categories: frozenset[str]) -> float | None:
-    """The headline metric from predictions: the mean over dynamic categories of their mc accuracy."""
+def dynamic_mc_macro(predictions: list[dict]) -> float | None:
+    """The headline metric from predictions: the mean over dynamic categories of their mc accuracy (the
+    records ``metrics.is_dynamic_mc`` picks, as the evaluation's own ``dynamic_mc_macro``, without its interval)."""
     by_category: dict[str, list[float]] = {}
     for p in predictions:
-        if p["category"] not in static_categories and p.get("answer_type", "mc") == "mc":
+        if is_dynamic_mc(p):
             by_category.setdefault(p["category"], []).append(float(p["score"]))
     return float(np.mean([np.mean(v) for v in by_category.values()])) if by_category else None
 
@@ -192,7 +193,7 @@ def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
             continue
         result: dict = {"per_seed": {}, "diff": {}, "agreeing_seeds": {}}
         for seed, rows in seeds.items():
-            result["per_seed"][seed] = dynamic_mc_macro(rows[row.name], static_categories)
+            result["per_seed"][seed] = dynamic_mc_macro(rows[row.name])
         if row.name != table.reference:
             for subset, kw in subsets.items():
                 a, b, clips, signs = {}, {}, {}, []

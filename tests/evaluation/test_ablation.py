@@ -102,8 +102,8 @@ def test_dynamic_mc_macro_weighs_categories_equally_and_leaves_static_and_numeri
     preds = (_preds({"a1": 1, "a2": 1, "a3": 1, "a4": 0}) + _preds({"b1": 0}, category="rotational")
              + _preds({"c1": 0}, category="dimension")
              + [{"id": "n", "category": "rotational", "answer_type": "numeric", "score": 1.0}])
-    assert dynamic_mc_macro(preds, frozenset({"dimension"})) == pytest.approx((0.75 + 0.0) / 2)
-    assert dynamic_mc_macro([], frozenset()) is None
+    assert dynamic_mc_macro(preds) == pytest.approx((0.75 + 0.0) / 2)
+    assert dynamic_mc_macro([]) is None
 
 
 GRPO = TABLES["grpo"]
