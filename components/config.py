@@ -487,10 +487,13 @@ class OrchestrationConfig:
     # An existing cluster's scheduler (production); null starts a local cluster for the flow run and stops it after.
     address: str | None = None
     workers: int = 2  # the local cluster's worker processes, one thread each (dask and ray without an address)
+    clips_per_task: int = 16  # a task run's own cost (~0.2 s CPU) exceeded a small clip's render: batch them
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ParamsError("orchestration.workers must be >= 1")
+        if self.clips_per_task < 1:
+            raise ParamsError("orchestration.clips_per_task must be >= 1")
         if self.address is None:
             return
         if self.task_runner == "thread":

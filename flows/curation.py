@@ -6,7 +6,9 @@ curating fan out over clips with ``.map``; only I/O errors are retried; a failed
 The fan-outs run as sub-flows (``render-clips``, ``curate-clips``) because a flow's task runner is fixed when
 the flow starts, and this one only learns which runner ``orchestration`` asks for (threads, a Dask or a Ray
 cluster: ``flows.common.task_runner``) once it has read its params; the assembly, the gates and the MLflow
-runs stay in this process either way (``docs/scale_out.md``).
+runs stay in this process either way (``docs/scale_out.md``). A task takes ``orchestration.clips_per_task``
+clips: a Prefect task run cost ~0.2 s of CPU here, more than rendering a 160 px clip (~0.15 s), so one task
+per clip made the fan-out slower than a plain loop (measured: ``benchmarks/orchestration_overhead.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from prefect.task_runners import TaskRunner
 from tqdm import tqdm
 
 from components import stages
-from components.config import CurationConfig, Params, ScenesConfig
+from components.config import CurationConfig, OrchestrationConfig, Params, ScenesConfig
 from components.curation.clip import ClipResult, curate_clip
 from components.scenes import render_clip
 from components.sources.clip import list_clips
@@ -30,20 +32,26 @@ from flows.common import params_from, retry_on_io, task_runner
 
 
 def gather(futures: PrefectFutureList, desc: str) -> list:
-    """Results in submission order, with a progress bar that advances as tasks finish."""
-    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="clip"):
+    """The batches' results in submission order, flattened, with a progress bar that advances as batches finish."""
+    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="batch"):
         pass
-    return futures.result()
+    return [item for batch in futures.result() for item in batch]
+
+
+def batches(items: list, size: int) -> list[list]:
+    """``items`` in consecutive runs of ``size`` (the last one shorter)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# A retried batch redoes its clips: each is written atomically, so a clip done before the failure is redone whole.
+@task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def render_batch(cfg: ScenesConfig, indices: list[int], out_root: Path) -> list[Path]:
+    return [render_clip(cfg, index, out_root) for index in indices]
 
 
 @task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def render_one(cfg: ScenesConfig, index: int, out_root: Path) -> Path:
-    return render_clip(cfg, index, out_root)
-
-
-@task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def curate_one(clip_dir: Path, cfg: CurationConfig, out_dir: Path) -> ClipResult:
-    return curate_clip(clip_dir, cfg, out_dir)
+def curate_batch(clip_dirs: list[Path], cfg: CurationConfig, out_dir: Path) -> list[ClipResult]:
+    return [curate_clip(clip_dir, cfg, out_dir) for clip_dir in clip_dirs]
 
 
 @task(cache_policy=NO_CACHE)
@@ -58,18 +66,21 @@ def prior_gate_task(params: Params, curated: Path, report_dir: Path, root: Path)
 
 # validate_parameters=False: the parameters are the stages' frozen dataclasses, already validated by load_params.
 @flow(name="render-clips", validate_parameters=False)
-def render_clips(cfg: ScenesConfig, out: Path) -> list[Path]:
-    return [Path(p) for p in gather(render_one.map(unmapped(cfg), range(cfg.num_clips), unmapped(out)), "render")]
+def render_clips(cfg: ScenesConfig, out: Path, clips_per_task: int) -> list[Path]:
+    indices = batches(list(range(cfg.num_clips)), clips_per_task)
+    return [Path(p) for p in gather(render_batch.map(unmapped(cfg), indices, unmapped(out)), "render")]
 
 
 @flow(name="curate-clips", validate_parameters=False)
-def curate_clips(clips: list[Path], cfg: CurationConfig, out: Path) -> list[ClipResult]:
-    return gather(curate_one.map(clips, unmapped(cfg), unmapped(out)), "curate")
+def curate_clips(clips: list[Path], cfg: CurationConfig, out: Path, clips_per_task: int) -> list[ClipResult]:
+    return gather(curate_batch.map(batches(clips, clips_per_task), unmapped(cfg), unmapped(out)), "curate")
 
 
-def render_as_tasks(cfg: ScenesConfig, out: Path, runner: TaskRunner | None = None) -> list[Path]:
-    """``stages.scenes``'s renderer in a flow: one task per clip, on ``runner`` (Prefect's thread pool if None)."""
-    return render_clips.with_options(task_runner=runner)(cfg, out)
+def render_as_tasks(cfg: ScenesConfig, out: Path, runner: TaskRunner | None = None,
+                    clips_per_task: int = OrchestrationConfig.clips_per_task) -> list[Path]:
+    """``stages.scenes``'s renderer in a flow: a task per ``clips_per_task`` clips, on ``runner`` (Prefect's thread
+    pool if None)."""
+    return render_clips.with_options(task_runner=runner)(cfg, out, clips_per_task)
 
 
 def run_curation(params: Params, clips_root: Path, out: Path, root: Path, metrics_file: Path | None = None,
@@ -78,7 +89,8 @@ def run_curation(params: Params, clips_root: Path, out: Path, root: Path, metric
     assembles the results in this process."""
     clips = list_clips(clips_root)
     runner = runner or task_runner(params.orchestration)
-    results = curate_clips.with_options(task_runner=runner)(clips, params.curation, out)
+    results = curate_clips.with_options(task_runner=runner)(clips, params.curation, out,
+                                                            params.orchestration.clips_per_task)
     return stages.curate(params, clips_root, out, root=root, results=results, metrics_file=metrics_file)
 
 
@@ -106,7 +118,8 @@ def curation(params_path: str = "params.yaml", overrides: list[str] | None = Non
     data, reports = Path(data_root), Path(reports_root)
     runner = task_runner(params.orchestration)  # before any work: a runner that cannot be built fails the run here
     # the same metrics files as the DVC stages: a flow run and `dvc repro` leave the same reports/
-    stages.scenes(params, data / "scenes", root=root, render=partial(render_as_tasks, runner=runner),
+    stages.scenes(params, data / "scenes", root=root,
+                  render=partial(render_as_tasks, runner=runner, clips_per_task=params.orchestration.clips_per_task),
                   metrics_file=reports / "scenes.json")
     stats = run_curation(params, data / "scenes", data / "curated", root, metrics_file=reports / "curation.json",
                          runner=runner)

@@ -208,8 +208,11 @@ def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
                 diff = paired_difference(a, b, clips=clips, n=n)
                 result["diff"][subset] = diff
                 if diff is not None:
+                    # A seed whose own difference is exactly zero neither agrees nor disagrees: counted apart,
+                    # so a pooled +0.0 does not read "0 of 3" against seeds that changed nothing.
                     way = float(np.sign(diff["value"]))
                     result["agreeing_seeds"][subset] = int(sum(s == way for s in signs)) if way else 0
+                    result.setdefault("tied_seeds", {})[subset] = int(sum(s == 0 for s in signs))
         out[row.name] = result
     return out
 
@@ -233,10 +236,15 @@ def render_pooled(table: Table, pooled: dict[str, dict], seeds: list[int]) -> st
             cells += ["ref", "", *["ref" for _ in focus]]
         else:
             d = r["diff"].get("dynamic_mc")
-            cells += [_diff_cell(d), f"{r['agreeing_seeds'].get('dynamic_mc', 0)} of {len(seeds)}" if d else "-",
+            cells += [_diff_cell(d), _seeds_cell(r, "dynamic_mc", len(seeds)) if d else "-",
                       *[_diff_cell(r["diff"].get(c)) for c in focus]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _seeds_cell(pooled_row: dict, subset: str, n: int) -> str:
+    tied = pooled_row.get("tied_seeds", {}).get(subset, 0)
+    return f"{pooled_row['agreeing_seeds'].get(subset, 0)} of {n}" + (f" ({tied} no change)" if tied else "")
 
 
 def pool_reports(reports: Path | str, tables: list[str], seeds: list[int]) -> str:

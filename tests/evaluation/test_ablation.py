@@ -124,12 +124,13 @@ def test_pool_seeds_pairs_by_record_within_a_seed_and_counts_the_seeds_that_agre
     d = grpo["diff"]["dynamic_mc"]
     assert d["n"] == 8 and d["value"] == pytest.approx(1 / 8)
     assert grpo["agreeing_seeds"]["dynamic_mc"] == 1  # seed 0 up, seed 1 level
+    assert grpo["tied_seeds"]["dynamic_mc"] == 1
     # a clip's records of both seeds are one cluster: clips a and b, so at most two distinct draws
     assert d["ci"][0] <= d["value"] <= d["ci"][1] and d["ci"] == [0.0, 0.25]
     assert "diff" in pooled["start (P4D)"] and not pooled["start (P4D)"]["diff"]
     text = render_pooled(GRPO, pooled, [0, 1])
     assert "| start (P4D) | 25.0 | 25.0 | 25.0 | ref |" in text
-    assert "| GRPO, ST-reward | 50.0 | 25.0 | 37.5 | +12.5 [+0.0, +25.0] | 1 of 2 |" in text
+    assert "| GRPO, ST-reward | 50.0 | 25.0 | 37.5 | +12.5 [+0.0, +25.0] | 1 of 2 (1 no change) |" in text
 
 
 def test_pool_reports_reads_the_seed_folders_and_names_a_missing_one(tmp_path):

@@ -15,10 +15,11 @@ from prefect_dask import DaskTaskRunner
 
 from components.config import ParamsError, load_params
 from flows.common import task_runner
-from flows.curation import render_as_tasks, run_curation
+from flows.curation import batches, render_as_tasks, run_curation
 from tests.conftest import SMOKE
 
 CLIPS = 4  # enough for every split to get records; the whole smoke preset adds time and no coverage
+PER_TASK = 2  # two batches: one per worker process
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,7 +52,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def _params(tmp_path: Path, runner: str):
     return load_params(SMOKE, [f"scenes.num_clips={CLIPS}", f"orchestration.task_runner={runner}",
-                               "orchestration.workers=2",
+                               "orchestration.workers=2", f"orchestration.clips_per_task={PER_TASK}",
                                f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
                                f"tracking.artifact_location={tmp_path / 'mlartifacts'}"])
 
@@ -63,7 +64,8 @@ def test_curation_on_dask_equals_curation_on_threads(tmp_path, monkeypatch, dask
 
     clips = {}
     for name, params in (("thread", threads), ("dask", dask)):
-        rendered = render_as_tasks(params.scenes, tmp_path / name / "scenes", task_runner(params.orchestration))
+        rendered = render_as_tasks(params.scenes, tmp_path / name / "scenes", task_runner(params.orchestration),
+                                   params.orchestration.clips_per_task)
         assert [p.name for p in rendered] == sorted(p.name for p in (tmp_path / name / "scenes").iterdir())
         clips[name] = _tree(tmp_path / name / "scenes")
     assert len(clips["thread"]) > CLIPS and clips["dask"] == clips["thread"]
@@ -84,8 +86,14 @@ def test_curation_on_dask_equals_curation_on_threads(tmp_path, monkeypatch, dask
     assert json.loads(curated["dask"]["stats.json"]) == {k: v for k, v in stats["dask"].items() if k != timings}
 
     # the Dask runs really ran on the local cluster's two worker processes: one cluster per fan-out
-    assert [(len(run["pids"]), run["executed"]) for run in dask_work] == [(2, CLIPS), (2, CLIPS)]
+    batches = CLIPS // PER_TASK
+    assert [(len(run["pids"]), run["executed"]) for run in dask_work] == [(2, batches), (2, batches)]
     assert all(os.getpid() not in run["pids"] for run in dask_work)
+
+
+def test_batches_keep_the_order_and_cover_every_item():
+    assert batches(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    assert batches([1, 2], 16) == [[1, 2]] and batches([], 3) == []
 
 
 def test_runner_comes_from_params():
@@ -103,6 +111,7 @@ def test_runner_comes_from_params():
     (["orchestration.task_runner=dask", "orchestration.address=http://h:8786"], "not a dask cluster address"),
     (["orchestration.task_runner=spark"], r"orchestration.task_runner must be one of"),
     (["orchestration.task_runner=dask", "orchestration.workers=0"], "orchestration.workers must be >= 1"),
+    (["orchestration.clips_per_task=0"], "orchestration.clips_per_task must be >= 1"),
 ])
 def test_bad_orchestration_params_name_the_file_and_field(overrides, match):
     with pytest.raises(ParamsError, match=rf"smoke\.yaml: .*{match}"):
