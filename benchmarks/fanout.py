@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, loadavg, machine, rounded
 
 OUT = RESULTS / "fanout.json"
+
+
+def loop(fn, calls: list[tuple]) -> None:
+    for args in calls:
+        fn(*args)
 
 
 def timed(fn) -> dict[str, float]:
@@ -61,14 +67,14 @@ def main() -> None:
         for way, per_task in ways.items():
             scenes, curated = root / f"scenes-{len(results)}", root / f"curated-{len(results)}"
             if per_task is None:
-                render = timed(lambda: [render_clip(cfg, i, scenes) for i in range(cfg.num_clips)])
+                render = timed(partial(loop, render_clip, [(cfg, i, scenes) for i in range(cfg.num_clips)]))
             else:
-                render = timed(lambda: render_as_tasks(cfg, scenes, None, per_task))  # noqa: B023
+                render = timed(partial(render_as_tasks, cfg, scenes, None, per_task))
             clips = sorted(p for p in scenes.iterdir() if p.is_dir())
             if per_task is None:
-                curate = timed(lambda: [curate_clip(c, cur, curated) for c in clips])  # noqa: B023
+                curate = timed(partial(loop, curate_clip, [(c, cur, curated) for c in clips]))
             else:
-                curate = timed(lambda: curate_clips(clips, cur, curated, per_task))  # noqa: B023
+                curate = timed(partial(curate_clips, clips, cur, curated, per_task))
             results[way] = {"render": render, "curate": curate}
             print(f"{way:24s} render {render['wall_s']:6.1f} s   curate {curate['wall_s']:6.1f} s", flush=True)
         base = results["loop"]
