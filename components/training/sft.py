@@ -50,13 +50,22 @@ log = logging.getLogger(__name__)
 
 
 class RecordCollator:
-    """Dataset rows hold one JSON record each; a batch becomes model inputs with assistant-only labels."""
+    """Dataset rows hold one JSON record each; a batch becomes model inputs with assistant-only labels.
+    Each record is parsed once (a record with its ST-CoT and solution took ~1 ms to parse, ~2% of a
+    tiny-model SFT step, every epoch)."""
 
     def __init__(self, processor, cfg: ModelConfig) -> None:
         self.processor, self.cfg = processor, cfg
+        self._parsed: dict[str, dict] = {}
+
+    def record(self, row: dict) -> dict:
+        text = row["record"]
+        if text not in self._parsed:
+            self._parsed[text] = json.loads(text)
+        return self._parsed[text]
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        return encode_batch([json.loads(r["record"]) for r in rows], self.processor, self.cfg, with_target=True)
+        return encode_batch([self.record(r) for r in rows], self.processor, self.cfg, with_target=True)
 
 
 @dataclass
