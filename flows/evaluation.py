@@ -38,20 +38,18 @@ def evaluate_task(params_path: str, overrides: list[str] | None, curated: Path, 
 
 
 def submit_evaluations(checkpoints: dict[str, str | Path | PrefectFuture], params_path: str,
-                       overrides: list[str] | None, data_root: str, reports_root: str,
-                       after: list[PrefectFuture] | None = None) -> dict[str, PrefectFuture]:
+                       overrides: list[str] | None, data_root: str, reports_root: str) -> dict[str, PrefectFuture]:
     """An evaluation per checkpoint (a folder, or the future of the task that trains it: the evaluation starts when
-    it ends, and after every future in ``after``), the text-only control first on blank frames: the others' learning
-    headline reads its predictions. The last checkpoint other than the control is registered (when
-    ``evaluate.register``)."""
+    it ends), the text-only control first on blank frames: the others' learning headline reads its predictions.
+    The last checkpoint other than the control is registered (when ``evaluate.register``)."""
     curated, reports = Path(data_root) / "curated", Path(reports_root)
     futures: dict[str, PrefectFuture] = {}
-    text_only, after = None, list(after or [])
+    text_only, after = None, []
     if TEXT_ONLY in checkpoints:
         out = reports / "eval" / TEXT_ONLY
         futures[TEXT_ONLY] = evaluate_task.submit(params_path, overrides, curated, checkpoints[TEXT_ONLY], out,
-                                                  TEXT_ONLY, blank_frames=True, wait_for=after)
-        text_only, after = out / "predictions.jsonl", [*after, futures[TEXT_ONLY]]
+                                                  TEXT_ONLY, blank_frames=True)
+        text_only, after = out / "predictions.jsonl", [futures[TEXT_ONLY]]
     models = [name for name in checkpoints if name != TEXT_ONLY]
     for name in models:
         futures[name] = evaluate_task.submit(params_path, overrides, curated, checkpoints[name], reports / "eval" / name,

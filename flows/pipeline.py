@@ -51,9 +51,7 @@ def pipeline(params_path: str = "params.yaml", overrides: list[str] | None = Non
         # Training and evaluation as one graph of tasks (not the two flows one after the other): each checkpoint's
         # evaluation starts when its training ends, beside the next stage's training.
         trained = submit_training(params, params_path, overrides, data_root, models_root, reports_root)
-        # Under `accelerate launch` a launch takes every GPU: the evaluations wait until training is over.
-        evaluated = submit_evaluations(trained, params_path, overrides, data_root, reports_root,
-                                       after=list(trained.values()) if params.launch.launched else None)
+        evaluated = submit_evaluations(trained, params_path, overrides, data_root, reports_root)
         checkpoints = {name: str(future.result()) for name, future in trained.items()}
         table = comparison({name: future.result() for name, future in evaluated.items()}, reports_root)
         registered = [name for name in checkpoints if name != "sft_text_only"][-1]
