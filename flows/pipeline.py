@@ -1,9 +1,9 @@
 """The ``pipeline`` flow: the whole chain under one MLflow parent run.
 
 scenes -> curate -> data gate -> language-prior gate -> base model -> SFT -> gate (and the text-only-trained
-control: SFT on blank frames -> gate) -> teacher -> teacher targets -> P4D -> gate -> GRPO -> gate, and each
-checkpoint's evaluation as soon as it is trained (zero-shot, SFT, P4D, GRPO, each with random, blank-frame,
-shuffled-video and text-only-trained controls and the learning headline) -> register the GRPO checkpoint as ``challenger`` -> the promotion gate (``champion``
+control: SFT on blank frames -> gate) -> teacher -> teacher targets -> P4D -> gate -> GRPO -> gate -> evaluation
+(zero-shot, SFT, P4D, GRPO, each with random, blank-frame, shuffled-video and text-only-trained controls and
+the learning headline) -> register the GRPO checkpoint as ``challenger`` -> the promotion gate (``champion``
 moves only if it passes). The parent run carries the comparison table, the registered model's headline
 metrics and the decision; a Prefect artifact says where everything is.
 """
@@ -20,9 +20,9 @@ from components.config import to_dict
 from components.tracking import pipeline_run
 from flows.common import params_from
 from flows.curation import curation
-from flows.evaluation import comparison, submit_evaluations
+from flows.evaluation import evaluation
 from flows.promotion import promotion
-from flows.training import submit_training
+from flows.training import training
 
 
 def headline_metrics(metrics_file: Path) -> dict[str, float]:
@@ -48,12 +48,8 @@ def pipeline(params_path: str = "params.yaml", overrides: list[str] | None = Non
     reports = Path(reports_root)
     with pipeline_run("pipeline", params.tracking, root, params=to_dict(params)) as parent:
         stats = curation(params_path, overrides, data_root, reports_root)
-        # Training and evaluation as one graph of tasks (not the two flows one after the other): each checkpoint's
-        # evaluation starts when its training ends, beside the next stage's training.
-        trained = submit_training(params, params_path, overrides, data_root, models_root, reports_root)
-        evaluated = submit_evaluations(trained, params_path, overrides, data_root, reports_root)
-        checkpoints = {name: str(future.result()) for name, future in trained.items()}
-        table = comparison({name: future.result() for name, future in evaluated.items()}, reports_root)
+        checkpoints = training(params_path, overrides, data_root, models_root, reports_root)
+        table = evaluation(checkpoints, params_path, overrides, data_root, reports_root)
         registered = [name for name in checkpoints if name != "sft_text_only"][-1]
         parent.log_metrics(headline_metrics(reports / "eval" / registered / "metrics.json"))
         parent.log_text(table + "\n", "comparison.md")

@@ -96,19 +96,6 @@ def test_pipeline_flow_curates_trains_evaluates_and_tracks(tmp_path, tracking):
     summary_md = Artifact.get("pipeline-summary").data
     assert "| zero_shot |" in summary_md and "|\n\n|" not in summary_md and "## Promotion" in summary_md
 
-    # The training and evaluation flows on their own (Prefect deployments run them) are the same graph the pipeline
-    # ran: training finds its finished checkpoints, and the evaluation flow's table equals the pipeline's.
-    from flows.evaluation import evaluation
-    from flows.training import training
-
-    checkpoints = training(params_path=str(SMOKE), overrides=overrides, data_root=str(tmp_path / "data"),
-                           models_root=str(tmp_path / "models"), reports_root=str(tmp_path / "reports"))
-    assert list(checkpoints) == ["zero_shot", "sft", "sft_text_only", "p4d", "grpo"]
-    assert checkpoints["sft"] == str(tmp_path / "models/sft/model")
-    evaluation(checkpoints, params_path=str(SMOKE), overrides=overrides + ["evaluate.register=false"],
-               data_root=str(tmp_path / "data"), reports_root=str(tmp_path / "again"))
-    assert (tmp_path / "again/comparison.md").read_text() == comparison
-
 
 def test_failed_gate_fails_the_flow(tmp_path, tracking):
     from flows.curation import curation

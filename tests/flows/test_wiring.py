@@ -79,4 +79,3 @@ def test_the_flows_call_the_same_stages():
     assert flows.curation.prior_gate_task.fn.__code__.co_names.count("prior_gate") == 1
     assert "sft-text-only" in flows.training.sft_text_only_task.fn.__code__.co_consts  # the CLI's stage, in a child
     assert flows.evaluation.TEXT_ONLY == "sft_text_only"
-    assert "evaluate" in flows.evaluation.evaluate_task.fn.__code__.co_consts  # each evaluation in a child
