@@ -8,7 +8,7 @@ the flow starts, and this one only learns which runner ``orchestration`` asks fo
 cluster: ``flows.common.task_runner``) once it has read its params; the assembly, the gates and the MLflow
 runs stay in this process either way (``docs/scale_out.md``). A task takes ``orchestration.clips_per_task``
 clips: a Prefect task run cost ~0.2 s of CPU here, more than rendering a 160 px clip (~0.15 s), so one task
-per clip made the fan-out slower than a plain loop (measured: ``benchmarks/orchestration_overhead.py``).
+per clip made the fan-out slower than a plain loop (measured: ``benchmarks/fanout.py``).
 """
 
 from __future__ import annotations
