@@ -191,7 +191,7 @@ def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
     for row in table.rows:
         if any(row.name not in rows for rows in seeds.values()):
             continue
-        result: dict = {"per_seed": {}, "diff": {}, "agreeing_seeds": {}}
+        result: dict = {"per_seed": {}, "diff": {}, "agreeing_seeds": {}, "tied_seeds": {}}
         for seed, rows in seeds.items():
             result["per_seed"][seed] = dynamic_mc_macro(rows[row.name])
         if row.name != table.reference:
@@ -212,7 +212,7 @@ def pool_seeds(table: Table, seeds: dict[int, dict[str, list[dict]]], *,
                     # so a pooled +0.0 does not read "0 of 3" against seeds that changed nothing.
                     way = float(np.sign(diff["value"]))
                     result["agreeing_seeds"][subset] = int(sum(s == way for s in signs)) if way else 0
-                    result.setdefault("tied_seeds", {})[subset] = int(sum(s == 0 for s in signs))
+                    result["tied_seeds"][subset] = int(sum(s == 0 for s in signs))
         out[row.name] = result
     return out
 
@@ -243,7 +243,7 @@ def render_pooled(table: Table, pooled: dict[str, dict], seeds: list[int]) -> st
 
 
 def _seeds_cell(pooled_row: dict, subset: str, n: int) -> str:
-    tied = pooled_row.get("tied_seeds", {}).get(subset, 0)
+    tied = pooled_row["tied_seeds"].get(subset, 0)
     return f"{pooled_row['agreeing_seeds'].get(subset, 0)} of {n}" + (f" ({tied} no change)" if tied else "")
 
 

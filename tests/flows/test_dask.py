@@ -86,8 +86,8 @@ def test_curation_on_dask_equals_curation_on_threads(tmp_path, monkeypatch, dask
     assert json.loads(curated["dask"]["stats.json"]) == {k: v for k, v in stats["dask"].items() if k != timings}
 
     # the Dask runs really ran on the local cluster's two worker processes: one cluster per fan-out
-    batches = CLIPS // PER_TASK
-    assert [(len(run["pids"]), run["executed"]) for run in dask_work] == [(2, batches), (2, batches)]
+    tasks = CLIPS // PER_TASK
+    assert [(len(run["pids"]), run["executed"]) for run in dask_work] == [(2, tasks), (2, tasks)]
     assert all(os.getpid() not in run["pids"] for run in dask_work)
 
 
