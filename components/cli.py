@@ -125,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", nargs="+", type=int, metavar="N",
                    help=f"run the tables once per seed ({', '.join(SEED_KEYS)} set to N; under REPORTS/seed-N) "
                         "and pool them (REPORTS/tables_pooled.md); default: once, with the params' seeds")
+    s.add_argument("--rows", nargs="+", metavar="NAME",
+                   help="only these rows of the tables (and each table's reference row), e.g. --rows TPE")
     s.add_argument("--work", type=Path, default=Path("experiments"), help="data and models of the runs")
     s.add_argument("--reports", type=Path, default=Path("reports/experiments"))
 
@@ -291,7 +293,7 @@ def _ingest(params: Params, args: argparse.Namespace, kw: dict) -> str:
 
 def _experiments(params: Params, args: argparse.Namespace, kw: dict) -> str:
     return _run_flow("experiments", tables=args.tables, params_path=str(args.params), seeds=args.seeds,
-                     overrides=list(args.overrides), work_root=str(args.work), reports_root=str(args.reports))
+                     rows=args.rows, overrides=list(args.overrides), work_root=str(args.work), reports_root=str(args.reports))
 
 
 def _experiments_pool(params: Params, args: argparse.Namespace, kw: dict) -> str:

@@ -24,6 +24,7 @@ from components.curation.schema import STATIC_CATEGORIES
 from components.evaluation.ablation import (
     TABLES,
     Row,
+    Table,
     clips_by_id,
     paired_difference,
     pool_reports,
@@ -54,13 +55,18 @@ def _slug(row: Row, params: Params, shared: Params) -> str:
 @flow(name="experiments", log_prints=True)
 def experiments(tables: list[str] | None = None, params_path: str = "params.yaml", overrides: list[str] | None = None,
                 work_root: str = "experiments", reports_root: str = "reports/experiments",
-                seeds: list[int] | None = None) -> str:
+                seeds: list[int] | None = None, rows: list[str] | None = None) -> str:
     """The tables once with the params as they are (``seeds`` None), or once per seed (``SEED_KEYS`` set to
-    it; models and reports under ``seed-N/``) and, for several seeds, pooled (``tables_pooled.md``)."""
+    it; models and reports under ``seed-N/``) and, for several seeds, pooled (``tables_pooled.md``).
+    ``rows``: only these rows of the tables (each table's reference row always runs: the differences need it)."""
     tables = tables or list(TABLES)
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
         raise ValueError(f"unknown tables {unknown}; valid: {sorted(TABLES)}")
+    names = {row.name for key in tables for row in TABLES[key].rows}
+    unknown = sorted(set(rows or ()) - names)
+    if unknown:
+        raise ValueError(f"unknown rows {unknown} of tables {tables}; valid: {sorted(names)}")
     overrides = list(overrides or [])
     params, root = params_from(params_path, overrides)
     work, reports = Path(work_root), Path(reports_root)
@@ -75,11 +81,11 @@ def experiments(tables: list[str] | None = None, params_path: str = "params.yaml
         stages.teacher_targets(params, curated, teacher, targets, root=root)
         shared = _Shared(params_path, curated, teacher, targets, root)
         if seeds is None:
-            text = _one_seed(shared, tables, overrides, work / "models", reports)
+            text = _one_seed(shared, tables, overrides, work / "models", reports, rows=rows)
             parent.log_artifact(reports / "tables.md", "experiments")
         else:
             texts = [_one_seed(shared, tables, overrides + seed_overrides(s), work / f"seed-{s}" / "models",
-                               reports / f"seed-{s}", title=f"seed {s}") for s in seeds]
+                               reports / f"seed-{s}", title=f"seed {s}", rows=rows) for s in seeds]
             for s in seeds:
                 parent.log_artifact(reports / f"seed-{s}" / "tables.md", f"experiments/seed-{s}")
             text = "\n\n".join(texts)
@@ -100,9 +106,9 @@ class _Shared:
 
 
 def _one_seed(shared: _Shared, tables: list[str], overrides: list[str], models: Path, reports: Path,
-              title: str = "") -> str:
-    """Every row of ``tables`` under ``overrides``: shared work once (base, SFT), then each row's training
-    (rows that would train the same thing run once) and its evaluation on the bench."""
+              title: str = "", rows: list[str] | None = None) -> str:
+    """Every row of ``tables`` (or of ``rows`` and the references) under ``overrides``: shared work once (base,
+    SFT), then each row's training (rows that would train the same thing run once) and its evaluation."""
     params, root, curated = params_from(shared.params_path, overrides)[0], shared.root, shared.curated
     base = stages.base_model(params, curated, models / "base", root=root)
     sft = stages.sft(params, curated, base, models / "sft", root=root).model_dir
@@ -136,7 +142,7 @@ def _one_seed(shared: _Shared, tables: list[str], overrides: list[str], models: 
     for key in tables:
         table = TABLES[key]
         results = {}
-        for row in table.rows:
+        for row in selected_rows(table, rows):
             row_params, _ = params_from(shared.params_path, overrides + row.overrides)
             slug = _slug(row, row_params, params)
             if slug not in done:
@@ -153,6 +159,11 @@ def _one_seed(shared: _Shared, tables: list[str], overrides: list[str], models: 
     text = (f"## {title}\n\n" if title else "") + "\n\n".join(markdown) + "\n"
     write_text(reports / "tables.md", text)
     return text
+
+
+def selected_rows(table: Table, rows: list[str] | None) -> list[Row]:
+    """The table's rows named in ``rows`` (all without), and always its reference row."""
+    return [row for row in table.rows if not rows or row.name in rows or row.name == table.reference]
 
 
 def _add_differences(reference: str, focus: tuple[str, ...], results: dict[str, dict]) -> None:

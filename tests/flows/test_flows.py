@@ -133,3 +133,14 @@ def test_experiments_flow_runs_each_seed_and_pools_them(tmp_path, tracking):
     assert stages.count("sft") == 2 and stages.count("teacher") == 1 and stages.count("grpo") == 6
     sft_seeds = {r.data.params.get("sft.seed") for r in runs if r.data.tags.get("mllm4d.stage") == "sft"}
     assert sft_seeds == {"0", "1"}
+
+
+def test_experiments_rows_select_rows_and_keep_the_reference():
+    from components.evaluation.ablation import TABLES
+    from flows.experiments import experiments, selected_rows
+
+    tab6 = TABLES["6"]
+    assert [r.name for r in selected_rows(tab6, ["TPE"])] == ["no time cue", "TPE"]
+    assert [r.name for r in selected_rows(tab6, None)] == [r.name for r in tab6.rows]
+    with pytest.raises(ValueError, match=r"unknown rows \['tpe'\].*'TPE'"):  # checked before any work
+        experiments.fn(tables=["6"], params_path=str(SMOKE), rows=["tpe"])
