@@ -13,6 +13,7 @@ CPU budget (docs/stack.md). The options are listed either way, so prompts keep t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -274,3 +275,128 @@ def encode_batch(records: list[dict], processor: ProcessorMixin, cfg: ModelConfi
         labels[out["attention_mask"] == 0] = IGNORE_INDEX
         out["labels"] = labels
     return out
+
+
+def token_keys(encoded: dict[str, torch.Tensor]) -> list[str]:
+    """The per-token tensors of an encoding (``input_ids``' shape: ids, mask, labels, token types); the
+    others are per image or video: the pixels and their grids (``VISUAL_KEYS``)."""
+    shape = encoded["input_ids"].shape
+    return [key for key, value in encoded.items() if value.shape == shape]
+
+
+# pixel tensor -> its grid (one row per image or video; the pixel rows of one are the product of its grid row)
+VISUAL_KEYS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
+# the other tensors with one entry per video (Qwen2.5-VL's M-RoPE time spacing) -> that grid
+PER_VIDEO_KEYS = {"second_per_grid_ts": "video_grid_thw"}
+
+
+def split_encoded(batch: dict[str, torch.Tensor], *, right: bool) -> list[dict[str, torch.Tensor]]:
+    """``encode_batch``'s tensors back into one encoding per record (padding dropped; copies, so a kept
+    row does not hold the batch's storage); ``collate_encoded`` reverses it."""
+    tokens, size = token_keys(batch), len(batch["input_ids"])
+    unknown = sorted(set(batch) - set(tokens) - set(VISUAL_KEYS) - set(VISUAL_KEYS.values()) - set(PER_VIDEO_KEYS))
+    if unknown:
+        raise ValueError(f"cannot split the processor's {unknown} by record (known: per-token tensors, "
+                         f"{VISUAL_KEYS}, {PER_VIDEO_KEYS})")
+    rows: list[dict[str, torch.Tensor]] = [{} for _ in range(size)]
+    for i, n in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
+        for key in tokens:
+            rows[i][key] = (batch[key][i:i + 1, :n] if right else batch[key][i:i + 1, batch[key].shape[1] - n:]).clone()
+    for pixels, grid in VISUAL_KEYS.items():
+        if grid not in batch:
+            continue
+        per = len(batch[grid]) // size  # every record has the same number of images (or videos)
+        start = 0
+        for i in range(size):
+            rows[i][grid] = batch[grid][i * per:(i + 1) * per].clone()
+            n = int(rows[i][grid].prod(dim=-1).sum())
+            rows[i][pixels] = batch[pixels][start:start + n].clone()
+            rows[i].update({key: batch[key][i * per:(i + 1) * per].clone()
+                            for key, of in PER_VIDEO_KEYS.items() if of == grid and key in batch})
+            start += n
+    return rows
+
+
+def collate_encoded(rows: list[dict[str, torch.Tensor]], pad_token_id: int, *, right: bool) -> dict[str, torch.Tensor]:
+    """One encoding per record (``split_encoded``) as one batch, the tensors ``encode_batch`` returns for
+    the records together: the per-token ones padded as the processor pads (the pad token, mask 0, labels
+    ignored), the pixel tensors and grids concatenated in row order."""
+    tokens = set(token_keys(rows[0]))
+    width = max(row["input_ids"].shape[1] for row in rows)
+    pads = {"input_ids": pad_token_id, "labels": IGNORE_INDEX}
+    out = {}
+    for key in rows[0]:
+        if key not in tokens:
+            out[key] = torch.cat([row[key] for row in rows])
+            continue
+        padded = []
+        for row in rows:
+            value = row[key]
+            fill = value.new_full((1, width - value.shape[1]), pads.get(key, 0))
+            padded.append(torch.cat([value, fill] if right else [fill, value], dim=1))
+        out[key] = torch.cat(padded)
+    return out
+
+
+class EncodingCache:
+    """Records' model inputs, each encoded once and collated per batch (``collate_encoded``): the same
+    tensors as ``encode_batch`` of the batch. Training visits every record once an epoch (the default's SFT:
+    ~6 epochs), and the processor's image and text work was ~15% of a tiny-model SFT step (profiled), done
+    again each time. A batch's new records are encoded together (one record at a time cost 3x) and split
+    (``split_encoded``). Pixel tensors are kept once per content (a clip's questions share their frames); the
+    least recently used records go first once the cache holds more than ``max_bytes``, so it is bounded at
+    any frame size and data size. Not thread-safe: one per collator."""
+
+    def __init__(self, processor: ProcessorMixin, cfg: ModelConfig, *, with_target: bool,
+                 max_bytes: int = 1 << 30) -> None:
+        self.processor, self.cfg, self.with_target, self.max_bytes = processor, cfg, with_target, max_bytes
+        self.bytes = self.hits = self.misses = 0
+        self._rows: OrderedDict[str, tuple[dict[str, torch.Tensor], list[str]]] = OrderedDict()
+        self._shared: dict[str, list] = {}  # content digest -> [tensor, records holding it]
+
+    def __call__(self, keyed: list[tuple[str, dict]]) -> dict[str, torch.Tensor]:
+        """``keyed``: (key, record) pairs, the key naming the record's content (its JSON text)."""
+        new = {key: record for key, record in keyed if key not in self._rows}
+        if new:
+            encoded = encode_batch(list(new.values()), self.processor, self.cfg, with_target=self.with_target)
+            for key, row in zip(new, split_encoded(encoded, right=self.with_target), strict=True):
+                self._keep(key, row)
+        self.misses += len(new)
+        self.hits += len(keyed) - len(new)
+        rows = []
+        for key, _ in keyed:
+            self._rows.move_to_end(key)
+            rows.append(self._rows[key][0])
+        self._evict(keep=len(keyed))
+        return collate_encoded(rows, self.processor.tokenizer.pad_token_id, right=self.with_target)
+
+    def _keep(self, key: str, row: dict[str, torch.Tensor]) -> None:
+        tokens, digests = set(token_keys(row)), []
+        for name, value in row.items():
+            if name in tokens:
+                self.bytes += value.nbytes
+                continue
+            digest = name + ":" + hashlib.blake2b(value.numpy().tobytes(), digest_size=16).hexdigest()
+            if digest not in self._shared:
+                self._shared[digest] = [value, 0]
+                self.bytes += value.nbytes
+            self._shared[digest][1] += 1
+            row[name] = self._shared[digest][0]
+            digests.append(digest)
+        self._rows[key] = (row, digests)
+
+    def _evict(self, keep: int) -> None:
+        """Drop the least recently used records while over budget, never the ``keep`` most recent (the batch)."""
+        while self.bytes > self.max_bytes and len(self._rows) > keep:
+            _, (row, digests) = self._rows.popitem(last=False)
+            self.bytes -= sum(row[name].nbytes for name in token_keys(row))
+            for digest in digests:
+                held = self._shared[digest]
+                held[1] -= 1
+                if held[1] == 0:
+                    self.bytes -= held[0].nbytes
+                    del self._shared[digest]
+
+    def cache_info(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "records": len(self._rows), "shared": len(self._shared),
+                "bytes": self.bytes}

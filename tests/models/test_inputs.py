@@ -161,3 +161,42 @@ def test_frame_cache_keeps_frames_within_its_byte_budget_and_rereads_a_changed_f
     assert load(paths[0]).getpixel((0, 0)) == (0, 0, 255)  # a re-rendered frame is read again
     cache.cache_clear()
     assert cache.cache_info() == {"hits": 0, "misses": 0, "frames": 0, "bytes": 0}
+
+
+# the smoke processor stamps images with their time (TPE): the images rows keep that cue
+@pytest.mark.parametrize(("visual_input", "time_cue", "with_target"),
+                         [("images", "tpe", True), ("images", "tpe", False), ("video", "prompt", True)])
+def test_encoding_cache_collates_what_encode_batch_encodes(records, model_cfg, processor, visual_input, time_cue,
+                                                           with_target):
+    from components.models.inputs import EncodingCache
+
+    cfg = dataclasses.replace(model_cfg, with_cot=True, visual_input=visual_input, time_cue=time_cue)
+    cache = EncodingCache(processor, cfg, with_target=with_target)
+    keyed = [(r["id"], r) for r in records]
+    for batch in (keyed, keyed[::-1], keyed[1:3]):  # rows of mixed lengths, cached ones again, another order
+        got, want = cache(batch), encode_batch([r for _, r in batch], processor, cfg, with_target=with_target)
+        assert got.keys() == want.keys() and ("labels" in got) == with_target
+        for key in want:
+            assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]), key
+    info = cache.cache_info()
+    assert info["misses"] == len(records) and info["hits"] == len(records) + 2 and info["records"] == len(records)
+
+
+def test_encoding_cache_shares_pixels_and_stays_within_its_byte_budget(records, model_cfg, processor):
+    from components.models.inputs import EncodingCache
+
+    by_name = [r for r in records if not r["som_image"]]
+    same_frames = [r for r in by_name if r["frame_paths"] == by_name[0]["frame_paths"]]
+    cache = EncodingCache(processor, model_cfg, with_target=True)
+    cache([(r["id"], r) for r in same_frames])
+    # a clip's questions see the same frames: their pixels are held once
+    assert cache.cache_info()["shared"] == 2  # the pixels and the grid
+    one = EncodingCache(processor, model_cfg, with_target=True)
+    one([(records[0]["id"], records[0])])
+    small = EncodingCache(processor, model_cfg, with_target=True, max_bytes=one.bytes)  # room for one record
+    for r in [*records, records[0]]:
+        small([(r["id"], r)])
+        # the last record alone is kept, its bytes counted once each (shared tensors freed with the others)
+        assert small.cache_info()["records"] == 1 and small.cache_info()["shared"] == 2
+        assert small.bytes == sum(v.nbytes for v in small._rows[r["id"]][0].values())
+    assert small.cache_info()["misses"] == len(records) + 1  # evicted earlier: encoded again
