@@ -200,3 +200,16 @@ def test_encoding_cache_shares_pixels_and_stays_within_its_byte_budget(records, 
         assert small.cache_info()["records"] == 1 and small.cache_info()["shared"] == 2
         assert small.bytes == sum(v.nbytes for v in small._rows[r["id"]][0].values())
     assert small.cache_info()["misses"] == len(records) + 1  # evicted earlier: encoded again
+
+
+def test_split_encoded_refuses_a_tensor_it_cannot_assign_to_a_record():
+    from components.models.inputs import split_encoded
+
+    batch = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5, dtype=torch.long),
+             "pixel_values": torch.zeros(8, 3), "image_grid_thw": torch.tensor([[1, 2, 2], [1, 2, 2]]),
+             "audio_values": torch.zeros(3, 7)}
+    with pytest.raises(ValueError, match=r"cannot split the processor's \['audio_values'\]"):
+        split_encoded(batch, right=True)
+    del batch["audio_values"]
+    rows = split_encoded(batch, right=True)
+    assert [r["pixel_values"].shape[0] for r in rows] == [4, 4] and rows[1]["image_grid_thw"].tolist() == [[1, 2, 2]]
