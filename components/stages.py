@@ -93,8 +93,9 @@ def log_curation(run: RunHandle, params: Params, clips_root: Path, out: Path, st
 
 
 def curate(params: Params, clips_root: Path | str, out: Path | str, *, root: Path, metrics_file: Path | None = None,
-           progress: bool = True, results: list[ClipResult] | None = None) -> dict:
-    """Curate ``clips_root`` into ``out``; ``results`` lets a flow pass clips it already mapped as tasks.
+           progress: bool = True, map_clips: Callable[[list[Path], Path], list[ClipResult]] | None = None) -> dict:
+    """Curate ``clips_root`` into ``out``; ``map_clips(clips, out_dir)`` lets a flow curate the clips as tasks
+    (``curate_clips`` in this process if None), inside the stage so that its wall time counts them.
 
     Either may be an ``s3://bucket/prefix`` (a string: ``Path`` would turn ``//`` into ``/``): clips are read
     from their local mirror, which the records' frame paths then name, and the output is written to the out
@@ -108,11 +109,13 @@ def curate(params: Params, clips_root: Path | str, out: Path | str, *, root: Pat
         start = time.perf_counter()
         if is_s3(out):
             check_output(out)  # a wrong bucket fails now, not after the clips are curated
-        if results is None:
-            clips = list_clips(local_dir(clips_root, root))
-            if not clips:
-                raise ValueError(f"no clips found under {clips_root} (a clip is a folder with meta.json and left/)")
+        clips = list_clips(local_dir(clips_root, root))
+        if not clips:
+            raise ValueError(f"no clips found under {clips_root} (a clip is a folder with meta.json and left/)")
+        if map_clips is None:
             results = curate_clips(clips, params.curation, out_dir, progress=progress)
+        else:
+            results = map_clips(clips, out_dir)
         stats = finalize(results, params.curation, out_dir, seconds=time.perf_counter() - start)
         if is_s3(out):
             upload(out_dir, out)

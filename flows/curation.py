@@ -27,7 +27,6 @@ from components import stages
 from components.config import CurationConfig, OrchestrationConfig, Params, ScenesConfig
 from components.curation.clip import ClipResult, curate_clip
 from components.scenes import render_clip
-from components.sources.clip import list_clips
 from flows.common import params_from, retry_on_io, task_runner
 
 
@@ -85,13 +84,15 @@ def render_as_tasks(cfg: ScenesConfig, out: Path, runner: TaskRunner | None = No
 
 def run_curation(params: Params, clips_root: Path, out: Path, root: Path, metrics_file: Path | None = None,
                  runner: TaskRunner | None = None) -> dict:
-    """One ``curate_clip`` task per clip on ``runner`` (``orchestration``'s if None), then ``stages.curate``
-    assembles the results in this process."""
-    clips = list_clips(clips_root)
+    """``stages.curate`` with its clips curated as tasks of ``orchestration.clips_per_task`` clips on ``runner``
+    (``orchestration``'s if None); the results are assembled in this process."""
     runner = runner or task_runner(params.orchestration)
-    results = curate_clips.with_options(task_runner=runner)(clips, params.curation, out,
-                                                            params.orchestration.clips_per_task)
-    return stages.curate(params, clips_root, out, root=root, results=results, metrics_file=metrics_file)
+
+    def as_tasks(clips: list[Path], out_dir: Path) -> list[ClipResult]:
+        return curate_clips.with_options(task_runner=runner)(clips, params.curation, out_dir,
+                                                             params.orchestration.clips_per_task)
+
+    return stages.curate(params, clips_root, out, root=root, map_clips=as_tasks, metrics_file=metrics_file)
 
 
 def curation_markdown(stats: dict, gate_summary: str, prior_summary: str = "") -> str:

@@ -77,6 +77,8 @@ def test_curation_on_dask_equals_curation_on_threads(tmp_path, monkeypatch, dask
         stats[name] = run_curation(params, scenes, out, tmp_path)
         curated[name] = _tree(out)
     assert stats["thread"]["n_curated_clips"] == CLIPS
+    for name, s in stats.items():  # the stage's wall time covers the clips' tasks: at least one clip's time
+        assert s["performance"]["wall_s"] >= s["performance"]["timing_s"]["total"] / CLIPS, name
     assert all(stats["thread"]["records"][s] > 0 for s in ("sft", "rft", "bench"))
     assert {"sft.jsonl", "rft.jsonl", "bench.jsonl", "stats.json"} <= set(curated["thread"])
     assert curated["dask"] == curated["thread"]
@@ -138,4 +140,6 @@ def test_curation_on_ray_equals_curation_on_threads(tmp_path, monkeypatch):
         stats[name] = {k: v for k, v in run_curation(params, scenes, out, tmp_path).items() if k != "performance"}
         curated[name] = _tree(out)
     assert stats["thread"]["n_curated_clips"] == CLIPS
+    for name, s in stats.items():  # the stage's wall time covers the clips' tasks: at least one clip's time
+        assert s["performance"]["wall_s"] >= s["performance"]["timing_s"]["total"] / CLIPS, name
     assert curated["ray"] == curated["thread"] and stats["ray"] == stats["thread"]
