@@ -7,7 +7,9 @@ Renders ``--clips`` clips of the preset's world, then curates them, each way in 
 - ``loop``: ``render_clip`` / ``curate_clip`` one after another (no Prefect, one thread);
 - ``tasks, 1 clip each``: the ``render-clips`` / ``curate-clips`` flows with one task run per clip on Prefect's
   thread pool (the flows before ``orchestration.clips_per_task``);
-- ``tasks, N clips each``: the same flows with ``--per-task`` clips a task (what `make run` does now).
+- ``tasks, N clips each, unbounded threads``: the same flows with ``--per-task`` clips a task on Prefect's default
+  thread pool (a thread per task run: what `make run` did before ``orchestration.workers`` bounded it);
+- ``tasks, N clips each, W threads``: the same on ``orchestration.workers`` threads (what `make run` does now).
 
 The ephemeral Prefect server is started by a warm-up flow outside the timing. Wall and this process's CPU
 seconds per way; the ratios to ``loop`` are the numbers to compare (a noisy machine scales all three).
@@ -52,9 +54,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from components.config import load_params
     from components.curation.clip import curate_clip
     from components.scenes import render_clip
+    from flows.common import task_runner
     from flows.curation import curate_clips, render_as_tasks
 
     params = load_params(args.params, [f"scenes.num_clips={args.clips}"])
@@ -62,19 +67,22 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mllm4d-fanout-"))
     try:
         render_as_tasks(replace(cfg, num_clips=1), root / "warmup")  # the ephemeral server starts here
-        ways = {"loop": None, "tasks, 1 clip each": 1, f"tasks, {args.per_task} clips each": args.per_task}
+        n, workers = args.per_task, params.orchestration.workers
+        ways = {"loop": (None, None), "tasks, 1 clip each": (1, ThreadPoolTaskRunner()),
+                f"tasks, {n} clips each, unbounded threads": (n, ThreadPoolTaskRunner()),
+                f"tasks, {n} clips each, {workers} threads": (n, task_runner(params.orchestration))}
         results: dict[str, dict] = {}
-        for way, per_task in ways.items():
+        for way, (per_task, runner) in ways.items():
             scenes, curated = root / f"scenes-{len(results)}", root / f"curated-{len(results)}"
             if per_task is None:
                 render = timed(partial(loop, render_clip, [(cfg, i, scenes) for i in range(cfg.num_clips)]))
             else:
-                render = timed(partial(render_as_tasks, cfg, scenes, None, per_task))
+                render = timed(partial(render_as_tasks, cfg, scenes, runner, per_task))
             clips = sorted(p for p in scenes.iterdir() if p.is_dir())
             if per_task is None:
                 curate = timed(partial(loop, curate_clip, [(c, cur, curated) for c in clips]))
             else:
-                curate = timed(partial(curate_clips, clips, cur, curated, per_task))
+                curate = timed(partial(curate_clips.with_options(task_runner=runner), clips, cur, curated, per_task))
             results[way] = {"render": render, "curate": curate}
             print(f"{way:24s} render {render['wall_s']:6.1f} s   curate {curate['wall_s']:6.1f} s", flush=True)
         base = results["loop"]

@@ -486,7 +486,7 @@ class OrchestrationConfig:
     task_runner: Literal["thread", "dask", "ray"] = "thread"
     # An existing cluster's scheduler (production); null starts a local cluster for the flow run and stops it after.
     address: str | None = None
-    workers: int = 2  # the local cluster's worker processes, one thread each (dask and ray without an address)
+    workers: int = 2  # the thread pool's threads; a local cluster's worker processes, one thread each (dask, ray)
     clips_per_task: int = 16  # a task run's own cost (~0.2 s CPU) exceeded a small clip's render: batch them
 
     def __post_init__(self) -> None:

@@ -35,7 +35,9 @@ def task_runner(cfg: OrchestrationConfig) -> TaskRunner:
     """The Prefect task runner ``orchestration`` names (``docs/scale_out.md``). Nothing starts here: a local
     cluster starts when a flow run enters the runner and stops when that run ends."""
     if cfg.task_runner == "thread":
-        return ThreadPoolTaskRunner()
+        # Bounded: Prefect's default is a thread per task run, so a fan-out of thousands of clips would hold
+        # thousands of clips in memory at once on a machine with a few cores.
+        return ThreadPoolTaskRunner(max_workers=cfg.workers)
     if cfg.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 

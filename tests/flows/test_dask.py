@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.testing.utilities import prefect_test_harness
 from prefect_dask import DaskTaskRunner
 
@@ -96,6 +100,28 @@ def test_curation_on_dask_equals_curation_on_threads(tmp_path, monkeypatch, dask
 def test_batches_keep_the_order_and_cover_every_item():
     assert batches(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
     assert batches([1, 2], 16) == [[1, 2]] and batches([], 3) == []
+
+
+def test_thread_runner_runs_at_most_workers_task_runs_at_once():
+    """Prefect's own default is a thread per task run: a fan-out over every clip would hold every clip at once."""
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    @task(cache_policy=NO_CACHE)
+    def busy(_: int) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+
+    @flow
+    def fan_out() -> None:
+        busy.map(range(6)).wait()
+
+    runner = task_runner(load_params(SMOKE, ["orchestration.workers=2"]).orchestration)
+    fan_out.with_options(task_runner=runner)()
+    assert peak[0] == 2
 
 
 def test_runner_comes_from_params():
