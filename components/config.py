@@ -646,6 +646,7 @@ class ModelConfig:
     # each frame; "prompt" states duration and fps in the question; "none" gives no time cue at all.
     time_cue: Literal["none", "prompt", "marks", "tpe"] = "tpe"
     tpe_max_timescale: float = 100.0  # T of eq. 5, in seconds: longer than any clip
+    tpe_scale: float = 1.0  # multiplies p(t); 1 is eq. 5 (its norm is sqrt(D/2) whatever the features' norm)
     # Every frame blanked (black, same count and size, time cue kept) in training, gates and evaluation:
     # the text-only-trained control (the `sft_text_only` stage sets it), the best the priors give this model.
     blank_frames: bool = False
@@ -668,6 +669,8 @@ class ModelConfig:
                               "use time_cue 'prompt' or 'marks' with video input")
         if self.tpe_max_timescale <= 1.0:
             raise ParamsError("model.tpe_max_timescale must be > 1 (seconds)")
+        if not self.tpe_scale > 0:
+            raise ParamsError("model.tpe_scale must be > 0 (time_cue none turns TPE off)")
         if self.attn_implementation == "flash_attention_2" and self.dtype == "float32":
             raise ParamsError("model.attn_implementation flash_attention_2 needs dtype bfloat16 or float16; "
                               "use sdpa for float32")

@@ -324,7 +324,7 @@ def load_model(source: str | Path, cfg: ModelConfig, *, for_training: bool = Fal
     model.train(for_training)  # use_cache stays on: GRPO generates with the training model
     if cfg.time_cue == "tpe":
         enable_timestamps(processor)
-        install_tpe(model, cfg.tpe_max_timescale)
+        install_tpe(model, cfg.tpe_max_timescale, cfg.tpe_scale)
     log.info("loaded %s (%s, %s, %s) from %s", type(model).__name__, model_type, dtype, attn, path)
     return model, processor
 

@@ -15,6 +15,9 @@ keeps each row's timestamp with it.
 
 Departures: the paper's video path encodes per frame; here frames are images (one temporal slot each),
 so ``time_cue: tpe`` needs ``visual_input: images``. Timestamps are seconds from the first sampled frame.
+``model.tpe_scale`` multiplies ``p(t)`` (the paper: 1): ``p(t)`` has norm ``sqrt(D/2)`` whatever the
+features' norm, which is 5.7 against patch features of norm ~2.5-3 in the tiny model (D = 64), where a 7B
+tower's features are far larger than its ``p(t)`` (docs/learning.md).
 """
 
 from __future__ import annotations
@@ -76,9 +79,9 @@ def enable_timestamps(processor) -> None:
 class TimestampEncoding(nn.Module):
     """The hooks' state: the patch timestamps of the current vision forward. No parameters."""
 
-    def __init__(self, dim: int, patch_width: int, max_timescale: float) -> None:
+    def __init__(self, dim: int, patch_width: int, max_timescale: float, scale: float = 1.0) -> None:
         super().__init__()
-        self.dim, self.patch_width, self.max_timescale = dim, patch_width, max_timescale
+        self.dim, self.patch_width, self.max_timescale, self.scale = dim, patch_width, max_timescale, scale
         self._times: torch.Tensor | None = None
 
     def split(self, module: nn.Module, args: tuple, kwargs: dict):
@@ -99,17 +102,19 @@ class TimestampEncoding(nn.Module):
         hidden = args[0]
         if self._times is None or len(self._times) != hidden.shape[0]:
             raise RuntimeError("TPE: the merger saw patches the vision tower's pre-hook did not stamp")
-        hidden = hidden + timestamp_encoding(self._times.to(hidden.device), self.dim, self.max_timescale).to(hidden.dtype)
+        encoding = timestamp_encoding(self._times.to(hidden.device), self.dim, self.max_timescale)
+        hidden = hidden + (self.scale * encoding).to(hidden.dtype)
         self._times = None
         return (hidden, *args[1:])
 
 
-def install_tpe(model: nn.Module, max_timescale: float) -> TimestampEncoding:
-    """Hook TPE into a Qwen-VL model's vision tower (``model.visual`` / ``model.model.visual``)."""
+def install_tpe(model: nn.Module, max_timescale: float, scale: float = 1.0) -> TimestampEncoding:
+    """Hook TPE into a Qwen-VL model's vision tower (``model.visual`` / ``model.model.visual``); ``scale``
+    multiplies ``p(t)`` (``model.tpe_scale``; 1 is eq. 5)."""
     visual = getattr(model, "visual", None) or model.model.visual
     vcfg = visual.config
     patch_width = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-    tpe = TimestampEncoding(vcfg.hidden_size, patch_width, max_timescale)
+    tpe = TimestampEncoding(vcfg.hidden_size, patch_width, max_timescale, scale)
     visual.register_forward_pre_hook(tpe.split, with_kwargs=True)
     visual.merger.register_forward_pre_hook(tpe.add)
     return tpe

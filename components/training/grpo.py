@@ -277,7 +277,8 @@ def grpo_trainer(cfg: GRPOConfig, rewards_cfg: RewardsConfig, model_cfg: ModelCo
     if model_cfg.time_cue == "tpe" and trainer.ref_model is not None:
         # TRL loads the reference policy itself, from the checkpoint path and without load_model's hooks; it
         # gets the same frames (a timestamp column in pixel_values), so it needs the same TPE hooks.
-        install_tpe(trainer.accelerator.unwrap_model(trainer.ref_model), model_cfg.tpe_max_timescale)
+        install_tpe(trainer.accelerator.unwrap_model(trainer.ref_model), model_cfg.tpe_max_timescale,
+                    model_cfg.tpe_scale)
     return trainer, book
 
 

@@ -88,3 +88,23 @@ def test_time_cues_change_only_their_own_channel(records, model_cfg):
 def test_tpe_needs_frames_as_images(model_cfg):
     with pytest.raises(ParamsError, match="tpe"):
         dataclasses.replace(model_cfg, visual_input="video", time_cue="tpe")
+
+
+def test_tpe_scale_multiplies_what_reaches_the_merger(tiny_base, model_cfg, records):
+    """``model.tpe_scale``: the merger's input is the untimed features plus exactly scale x p(t)."""
+    seen = {}
+    for scale in (None, 1.0, 0.25):  # None: no time cue, the features as the vision tower makes them
+        cfg = dataclasses.replace(model_cfg, time_cue="none") if scale is None else \
+            dataclasses.replace(model_cfg, tpe_scale=scale)
+        model, processor = load_model(tiny_base, cfg)
+        model.model.visual.merger.register_forward_pre_hook(lambda m, args, s=scale: seen.__setitem__(s, args[0]))
+        with torch.no_grad():
+            model(**encode_batch(records[:1], processor, cfg, with_target=True))
+    times = torch.tensor([f.info[TIME_KEY] for f in frames_for(records[0], model_cfg)])
+    per_patch = seen[None].shape[0] // len(times)  # patches of one frame, in frame order
+    p = timestamp_encoding(times.repeat_interleave(per_patch), seen[None].shape[1], model_cfg.tpe_max_timescale)
+    assert p.norm(dim=-1).min() > 1.0
+    assert torch.allclose(seen[1.0] - seen[None], p, atol=1e-5)
+    assert torch.allclose(seen[0.25] - seen[None], 0.25 * p, atol=1e-5)
+    with pytest.raises(ParamsError, match="tpe_scale"):
+        dataclasses.replace(model_cfg, tpe_scale=0.0)
