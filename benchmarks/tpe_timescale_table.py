@@ -1,13 +1,20 @@
-"""The table of benchmarks/results/tpe_timescale_default.md from the runs of benchmarks/tpe_timescale.sh (run from the repo root)."""
+"""The table of benchmarks/results/tpe_timescale_default.md from the runs of benchmarks/tpe_timescale.sh under
+/tmp/tpe (run from the repo root)."""
 from collections import defaultdict
+from pathlib import Path
 
 from components.curation.schema import STATIC_CATEGORIES
 from components.evaluation.ablation import clips_by_id, dynamic_mc_macro, paired_difference, scores_by_id
 from components.io import read_jsonl
 
 st = frozenset(STATIC_CATEGORIES)
+def _name(run: Path) -> str:  # T100 -> "TPE, T=100"; T100_s0.1 -> "TPE, T=100, x0.1"
+    t, _, scale = run.name[1:].partition("_s")
+    return f"TPE, T={t}" + (f", x{scale}" if scale else "")
+
+
 runs = {"none (make run's SFT)": "reports/eval/sft/predictions.jsonl",
-        "TPE, T=100": "/tmp/tpe/T100/eval/predictions.jsonl", "TPE, T=10000": "/tmp/tpe/T10000/eval/predictions.jsonl"}
+        **{_name(p.parents[1]): str(p) for p in sorted(Path("/tmp/tpe").glob("T*/eval/predictions.jsonl"))}}
 P = {k: read_jsonl(v) for k, v in runs.items()}
 ref = P["none (make run's SFT)"]; clips = clips_by_id(ref)
 cats = ["ego_motion", "false_positive", "object_camera_distance", "rotational", "speed_acceleration", "translational"]
