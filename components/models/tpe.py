@@ -16,8 +16,8 @@ keeps each row's timestamp with it.
 Departures: the paper's video path encodes per frame; here frames are images (one temporal slot each),
 so ``time_cue: tpe`` needs ``visual_input: images``. Timestamps are seconds from the first sampled frame.
 ``model.tpe_scale`` multiplies ``p(t)`` (the paper: 1): ``p(t)`` has norm ``sqrt(D/2)`` whatever the
-features' norm, which is 5.7 against patch features of norm ~2.5-3 in the tiny model (D = 64), where a 7B
-tower's features are far larger than its ``p(t)`` (docs/learning.md).
+features' norm: 5.7 against patch features of norm 2.5-2.7 in the tiny model (D = 64); a 7B tower's
+(D = 1280: norm 25) were not measured here (no weights; docs/learning.md).
 """
 
 from __future__ import annotations
