@@ -1,5 +1,8 @@
-"""The table of benchmarks/results/tpe_timescale_default.md from the runs of benchmarks/tpe_timescale.sh under
-/tmp/tpe (run from the repo root)."""
+"""The tables of benchmarks/results/tpe_timescale_default.md from the runs of benchmarks/tpe_timescale.sh under
+/tmp/tpe (run from the repo root): each run against its seed's SFT without a time cue (seed 0: `make run`'s), then
+each setting run on several seeds pooled by record (a clip's records of every seed one cluster)."""
+
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -7,28 +10,68 @@ from components.curation.schema import STATIC_CATEGORIES
 from components.evaluation.ablation import clips_by_id, dynamic_mc_macro, paired_difference, scores_by_id
 from components.io import read_jsonl
 
-st = frozenset(STATIC_CATEGORIES)
-def _name(run: Path) -> str:  # T100 -> "TPE, T=100"; T100_s0.1 -> "TPE, T=100, x0.1"
-    t, _, scale = run.name[1:].partition("_s")
-    return f"TPE, T={t}" + (f", x{scale}" if scale else "")
+ST = frozenset(STATIC_CATEGORIES)
+CATS = ["ego_motion", "false_positive", "object_camera_distance", "rotational", "speed_acceleration", "translational"]
+SUBSETS = {"dynamic mc records": {"dynamic": True, "mc": True}, "speed_acceleration (all)": {"category": "speed_acceleration"}}
 
 
-runs = {"none (make run's SFT)": "reports/eval/sft/predictions.jsonl",
-        **{_name(p.parents[1]): str(p) for p in sorted(Path("/tmp/tpe").glob("T*/eval/predictions.jsonl"))}}
-P = {k: read_jsonl(v) for k, v in runs.items()}
-ref = P["none (make run's SFT)"]; clips = clips_by_id(ref)
-cats = ["ego_motion", "false_positive", "object_camera_distance", "rotational", "speed_acceleration", "translational"]
-print("| SFT, time cue | dynamic mc macro | " + " | ".join(cats) + " (mc) | Δ dynamic mc records vs none | Δ speed_acceleration (all) vs none |")
-print("|" + "---|" * (len(cats) + 4))
-for name, rows in P.items():
+def _setting(name: str) -> tuple[str, int]:
+    """none_seed1 -> ("none", 1); T100 -> ("TPE, T=100", 0); T100_s0.3_seed2 -> ("TPE, T=100, x0.3", 2)."""
+    m = re.fullmatch(r"(none|T(\d+)(?:_s([\d.]+))?)(?:_seed(\d+))?", name)
+    if not m:
+        raise ValueError(f"/tmp/tpe/{name}: not a run of benchmarks/tpe_timescale.sh")
+    label = "none" if m[1] == "none" else f"TPE, T={m[2]}" + (f", x{m[3]}" if m[3] else "")
+    return label, int(m[4] or 0)
+
+
+runs = {("none", 0): read_jsonl(Path("reports/eval/sft/predictions.jsonl"))}  # make run's SFT
+for path in sorted(Path("/tmp/tpe").glob("*/eval/predictions.jsonl")):
+    runs[_setting(path.parents[1].name)] = read_jsonl(path)
+clips = clips_by_id(runs[("none", 0)])
+
+
+def mc_per_category(rows: list[dict]) -> list[str]:
     acc = defaultdict(list)
     for p in rows:
-        if p["answer_type"] == "mc" and p["category"] not in st:
+        if p["answer_type"] == "mc" and p["category"] not in ST:
             acc[p["category"]].append(p["score"])
-    cells = [f"{100*dynamic_mc_macro(rows):.1f}", *[f"{100*sum(acc[c])/len(acc[c]):.1f}" for c in cats]]
-    for kw in ({"dynamic": True, "mc": True}, {"category": "speed_acceleration"}):
-        if rows is ref:
-            cells.append("ref"); continue
-        d = paired_difference(scores_by_id(rows, static_categories=st, **kw), scores_by_id(ref, static_categories=st, **kw), clips=clips)
-        cells.append(f"{100*d['value']:+.1f} [{100*d['ci'][0]:+.1f}, {100*d['ci'][1]:+.1f}]")
-    print(f"| {name} | " + " | ".join(cells) + " |")
+    return [f"{100 * sum(acc[c]) / len(acc[c]):.1f}" for c in CATS]
+
+
+def cell(d: dict) -> str:
+    return f"{100 * d['value']:+.1f} [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+
+
+print("| SFT, time cue | seed | dynamic mc macro | " + " | ".join(CATS) + " (mc) | "
+      + " | ".join(f"Δ {s} vs none" for s in SUBSETS) + " |")
+print("|" + "---|" * (len(CATS) + 5))
+for (label, seed), rows in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0] != "none", kv[0][0])):
+    ref = runs.get(("none", seed))
+    cells = [f"{100 * dynamic_mc_macro(rows):.1f}", *mc_per_category(rows)]
+    for kw in SUBSETS.values():
+        if label == "none" or ref is None:
+            cells.append("ref" if label == "none" else "-")
+        else:
+            cells.append(cell(paired_difference(scores_by_id(rows, static_categories=ST, **kw),
+                                                scores_by_id(ref, static_categories=ST, **kw), clips=clips)))
+    print(f"| {label} | {seed} | " + " | ".join(cells) + " |")
+
+pooled = sorted({label for label, seed in runs if label != "none" and seed and ("none", seed) in runs})
+if pooled:
+    print("\n| pooled over seeds | seeds | dynamic mc macro (mean) vs none | "
+          + " | ".join(f"Δ {s} vs none" for s in SUBSETS) + " |")
+    print("|" + "---|" * (len(SUBSETS) + 3))
+for label in pooled:
+    seeds = sorted(s for lab, s in runs if lab == label and ("none", s) in runs)
+    mine = sum(dynamic_mc_macro(runs[(label, s)]) for s in seeds) / len(seeds)
+    base = sum(dynamic_mc_macro(runs[("none", s)]) for s in seeds) / len(seeds)
+    cells = []
+    for kw in SUBSETS.values():
+        a, b, c = {}, {}, {}
+        for s in seeds:
+            x = scores_by_id(runs[(label, s)], static_categories=ST, **kw)
+            y = scores_by_id(runs[("none", s)], static_categories=ST, **kw)
+            for i in set(x) & set(y):
+                a[f"{s}/{i}"], b[f"{s}/{i}"], c[f"{s}/{i}"] = x[i], y[i], clips[i]
+        cells.append(cell(paired_difference(a, b, clips=c)))
+    print(f"| {label} | {', '.join(map(str, seeds))} | {100 * mine:.1f} vs {100 * base:.1f} | " + " | ".join(cells) + " |")
