@@ -1,13 +1,21 @@
 """The tables of benchmarks/results/tpe_timescale_default.md from the runs of benchmarks/tpe_timescale.sh under
 /tmp/tpe (run from the repo root): each run against its seed's SFT without a time cue (seed 0: `make run`'s), then
-each setting run on several seeds pooled by record (a clip's records of every seed one cluster)."""
+each setting run on several seeds pooled by record (``pool_seeds``: a clip's records of every seed one cluster)."""
 
 import re
 from collections import defaultdict
 from pathlib import Path
 
 from components.curation.schema import STATIC_CATEGORIES
-from components.evaluation.ablation import clips_by_id, dynamic_mc_macro, paired_difference, scores_by_id
+from components.evaluation.ablation import (
+    Row,
+    Table,
+    clips_by_id,
+    dynamic_mc_macro,
+    paired_difference,
+    pool_seeds,
+    scores_by_id,
+)
 from components.io import read_jsonl
 
 ST = frozenset(STATIC_CATEGORIES)
@@ -63,15 +71,9 @@ if pooled:
     print("|" + "---|" * (len(SUBSETS) + 3))
 for label in pooled:
     seeds = sorted(s for lab, s in runs if lab == label and ("none", s) in runs)
-    mine = sum(dynamic_mc_macro(runs[(label, s)]) for s in seeds) / len(seeds)
-    base = sum(dynamic_mc_macro(runs[("none", s)]) for s in seeds) / len(seeds)
-    cells = []
-    for kw in SUBSETS.values():
-        a, b, c = {}, {}, {}
-        for s in seeds:
-            x = scores_by_id(runs[(label, s)], static_categories=ST, **kw)
-            y = scores_by_id(runs[("none", s)], static_categories=ST, **kw)
-            for i in set(x) & set(y):
-                a[f"{s}/{i}"], b[f"{s}/{i}"], c[f"{s}/{i}"] = x[i], y[i], clips[i]
-        cells.append(cell(paired_difference(a, b, clips=c)))
-    print(f"| {label} | {', '.join(map(str, seeds))} | {100 * mine:.1f} vs {100 * base:.1f} | " + " | ".join(cells) + " |")
+    table = Table("tpe", label, [Row("none", "sft"), Row(label, "sft")], "none", ("speed_acceleration",))
+    result = pool_seeds(table, {s: {"none": runs[("none", s)], label: runs[(label, s)]} for s in seeds},
+                        static_categories=ST)
+    mine, base = (100 * sum(result[r]["per_seed"].values()) / len(seeds) for r in (label, "none"))
+    cells = [cell(result[label]["diff"][k]) for k in ("dynamic_mc", "speed_acceleration")]
+    print(f"| {label} | {', '.join(map(str, seeds))} | {mine:.1f} vs {base:.1f} | " + " | ".join(cells) + " |")
